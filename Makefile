@@ -1,0 +1,52 @@
+# sekisho: `make run` starts the quickstart, `make test` runs every test.
+# Tools are built once into bin/ (git-ignored) and reused.
+
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+STATICCHECK_VERSION := v0.8.2
+FUZZTIME ?= 30s
+export GOFLAGS := -buildvcs=false
+
+.PHONY: all build run test lint unit fuzz bench clean
+
+all: build
+
+build: $(BIN)/sekisho
+
+$(BIN)/sekisho: $(shell find . -name '*.go' -not -path './test/tools/*') go.mod go.sum
+	$(GO) build -o $@ ./cmd/sekisho
+
+$(BIN)/staticcheck:
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+# The quickstart: what each object's status would be, then the xDS the
+# quickstart Gateway gets.
+run: build
+	$(BIN)/sekisho validate -f examples/quickstart
+	$(BIN)/sekisho status -f examples/quickstart
+	$(BIN)/sekisho translate -f examples/quickstart
+
+test: lint unit
+
+lint: $(BIN)/staticcheck
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(BIN)/staticcheck ./...
+
+# Unit, golden, fuzz-seed and end-to-end tests.
+unit:
+	$(GO) test -race -count=1 ./...
+
+# Runs each fuzzer for FUZZTIME (the seeds alone run in `make test`).
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParseBytes$$' -fuzztime $(FUZZTIME) ./gateway/provider/file
+	$(GO) test -run '^$$' -fuzz '^FuzzTranslate$$' -fuzztime $(FUZZTIME) ./gateway/translate
+
+# Benchmarks; figures go to docs/benchmarks.md.
+bench: build
+	$(GO) run ./test/bench/controlplane
+
+clean:
+	rm -rf $(BIN)
