@@ -1,17 +1,20 @@
-// Package file is the file provider: it reads Gateway API, core and policy
-// objects from a folder of multi-document YAML files and watches it.
+// Package file is the file provider: it reads Gateway API and core objects
+// from a folder of multi-document YAML files (Load), checks them as a
+// Kubernetes API server would at admission (Validate), and watches the folder,
+// serving the last good version of any file that goes bad (Watch, Watcher).
 package file
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
+	"encoding/json"
 	"fmt"
-	"io"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/util/yaml"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 	sigsyaml "sigs.k8s.io/yaml"
@@ -19,134 +22,175 @@ import (
 	"github.com/sekisho/sekisho/gateway/resource"
 )
 
-type typeMeta struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
-	Metadata   struct {
-		Name      string `json:"name"`
-		Namespace string `json:"namespace"`
-	} `json:"metadata"`
+// kinds maps "apiVersion/kind" to a function that makes an empty object of
+// the Go type that document decodes into.
+var kinds = map[string]func() any{
+	"gateway.networking.k8s.io/v1/GatewayClass":      func() any { return &gwv1.GatewayClass{} },
+	"gateway.networking.k8s.io/v1beta1/GatewayClass": func() any { return &gwv1.GatewayClass{} },
+	"gateway.networking.k8s.io/v1/Gateway":           func() any { return &gwv1.Gateway{} },
+	"gateway.networking.k8s.io/v1beta1/Gateway":      func() any { return &gwv1.Gateway{} },
+	"gateway.networking.k8s.io/v1/HTTPRoute":         func() any { return &gwv1.HTTPRoute{} },
+	"gateway.networking.k8s.io/v1beta1/HTTPRoute":    func() any { return &gwv1.HTTPRoute{} },
+	"gateway.networking.k8s.io/v1/GRPCRoute":         func() any { return &gwv1.GRPCRoute{} },
+	"gateway.networking.k8s.io/v1/ReferenceGrant":    func() any { return &gwv1.ReferenceGrant{} },
+	"gateway.networking.k8s.io/v1beta1/ReferenceGrant": func() any {
+		return &gwv1beta1.ReferenceGrant{}
+	},
+	"v1/Service":                        func() any { return &corev1.Service{} },
+	"discovery.k8s.io/v1/EndpointSlice": func() any { return &discoveryv1.EndpointSlice{} },
+	"v1/Secret":                         func() any { return &corev1.Secret{} },
+	"v1/Namespace":                      func() any { return &corev1.Namespace{} },
 }
 
 // ParseBytes decodes every YAML document of one file into res, recording where
 // each object came from. Documents that cannot be decoded are reported as
-// problems and skipped; the others are kept.
+// problems and skipped; the others are kept. Every problem names the file and
+// document, and where known the object and the JSON path of the field.
+// Objects without a namespace get "default", as kubectl apply would. An object
+// already in res (same kind, namespace and name) is reported as a duplicate
+// naming both places, and the new copy is skipped. ParseBytes only decodes:
+// Validate checks the decoded objects.
 func ParseBytes(name string, data []byte, res *resource.Resources) []resource.Problem {
 	if res.Sources == nil {
 		res.Sources = map[resource.ObjectKey]resource.Source{}
 	}
 	var problems []resource.Problem
-	dec := yaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	for doc := 0; ; doc++ {
-		raw, err := dec.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		src := resource.Source{File: name, Doc: doc}
-		if err != nil {
-			problems = append(problems, resource.Problem{Source: src, Msg: fmt.Sprintf("reading YAML: %v", err)})
-			break
-		}
-		if len(bytes.TrimSpace(raw)) == 0 {
+	for i, d := range splitDocuments(data) {
+		src := resource.Source{File: name, Doc: i}
+		if d.badSeparator != "" {
+			problems = append(problems, resource.Problem{Source: src,
+				Msg: fmt.Sprintf("invalid YAML document separator at line %d: only a comment may follow \"---\", got %q", d.line, d.badSeparator)})
 			continue
 		}
-		if p := decodeDoc(raw, src, res); p != nil {
-			problems = append(problems, *p)
-		}
+		problems = append(problems, decodeDoc(d, src, res)...)
 	}
 	return problems
 }
 
-func decodeDoc(raw []byte, src resource.Source, res *resource.Resources) *resource.Problem {
-	var tm typeMeta
-	if err := sigsyaml.Unmarshal(raw, &tm); err != nil {
-		return &resource.Problem{Source: src, Msg: fmt.Sprintf("malformed YAML: %v", err)}
-	}
-	if tm.APIVersion == "" && tm.Kind == "" {
-		// a document of comments only
-		var v any
-		if err := sigsyaml.Unmarshal(raw, &v); err == nil && v == nil {
-			return nil
+// document is one YAML document of a file.
+type document struct {
+	data []byte
+	line int // line of the file where data starts, from 1
+	// badSeparator is what follows "---" on a separator line when that is not
+	// a comment; the document is then not decoded.
+	badSeparator string
+}
+
+// splitDocuments splits a file at its "---" lines, as kubectl does, keeping
+// the line each document starts at. A UTF-8 byte order mark is dropped. Empty
+// stretches (before a leading "---", or between two "---" lines) are not
+// documents, so indexes count the documents a reader sees.
+func splitDocuments(data []byte) []document {
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
+	var docs []document
+	cur := document{line: 1}
+	lineNo := 0
+	for len(data) > 0 {
+		lineNo++
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i+1], data[i+1:]
+		} else {
+			data = nil
 		}
-	}
-	if tm.Metadata.Namespace == "" && namespaced(tm.Kind) {
-		tm.Metadata.Namespace = "default"
-	}
-	key := resource.ObjectKey{Kind: tm.Kind, Namespace: tm.Metadata.Namespace, Name: tm.Metadata.Name}
-	strict := func(into any) *resource.Problem {
-		if err := sigsyaml.UnmarshalStrict(raw, into); err != nil {
-			return &resource.Problem{Source: src, Object: key, Msg: fmt.Sprintf("decoding: %v", err)}
-		}
-		return nil
-	}
-	gv := tm.APIVersion + "/" + tm.Kind
-	var p *resource.Problem
-	switch gv {
-	case "gateway.networking.k8s.io/v1/GatewayClass", "gateway.networking.k8s.io/v1beta1/GatewayClass":
-		o := &gwv1.GatewayClass{}
-		if p = strict(o); p == nil {
-			res.GatewayClasses = append(res.GatewayClasses, o)
-		}
-	case "gateway.networking.k8s.io/v1/Gateway", "gateway.networking.k8s.io/v1beta1/Gateway":
-		o := &gwv1.Gateway{}
-		if p = strict(o); p == nil {
-			res.Gateways = append(res.Gateways, o)
-		}
-	case "gateway.networking.k8s.io/v1/HTTPRoute", "gateway.networking.k8s.io/v1beta1/HTTPRoute":
-		o := &gwv1.HTTPRoute{}
-		if p = strict(o); p == nil {
-			res.HTTPRoutes = append(res.HTTPRoutes, o)
-		}
-	case "gateway.networking.k8s.io/v1/GRPCRoute":
-		o := &gwv1.GRPCRoute{}
-		if p = strict(o); p == nil {
-			res.GRPCRoutes = append(res.GRPCRoutes, o)
-		}
-	case "gateway.networking.k8s.io/v1/ReferenceGrant":
-		o := &gwv1.ReferenceGrant{}
-		if p = strict(o); p == nil {
-			res.ReferenceGrants = append(res.ReferenceGrants, o)
-		}
-	case "gateway.networking.k8s.io/v1beta1/ReferenceGrant":
-		o := &gwv1beta1.ReferenceGrant{}
-		if p = strict(o); p == nil {
-			v1 := &gwv1.ReferenceGrant{ObjectMeta: o.ObjectMeta}
-			v1.APIVersion, v1.Kind = gwv1.GroupVersion.String(), "ReferenceGrant"
-			for _, f := range o.Spec.From {
-				v1.Spec.From = append(v1.Spec.From, gwv1.ReferenceGrantFrom{Group: f.Group, Kind: f.Kind, Namespace: f.Namespace})
+		if rest, ok := bytes.CutPrefix(line, []byte("---")); ok {
+			trimmed := strings.TrimSpace(string(rest))
+			if len(cur.data) > 0 {
+				docs = append(docs, cur)
 			}
-			for _, t := range o.Spec.To {
-				v1.Spec.To = append(v1.Spec.To, gwv1.ReferenceGrantTo{Group: t.Group, Kind: t.Kind, Name: t.Name})
+			cur = document{line: lineNo + 1}
+			if trimmed != "" && trimmed[0] != '#' {
+				// the lines up to the next separator belong to this broken document
+				cur = document{line: lineNo, badSeparator: trimmed, data: []byte(trimmed)}
 			}
-			res.ReferenceGrants = append(res.ReferenceGrants, v1)
+			continue
 		}
-	case "v1/Service":
-		o := &corev1.Service{}
-		if p = strict(o); p == nil {
-			res.Services = append(res.Services, o)
-		}
-	case "discovery.k8s.io/v1/EndpointSlice":
-		o := &discoveryv1.EndpointSlice{}
-		if p = strict(o); p == nil {
-			res.EndpointSlices = append(res.EndpointSlices, o)
-		}
-	case "v1/Secret":
-		o := &corev1.Secret{}
-		if p = strict(o); p == nil {
-			res.Secrets = append(res.Secrets, o)
-		}
-	case "v1/Namespace":
-		o := &corev1.Namespace{}
-		if p = strict(o); p == nil {
-			res.Namespaces = append(res.Namespaces, o)
-		}
-	default:
-		return &resource.Problem{Source: src, Object: key, Field: "kind", Msg: fmt.Sprintf("unknown kind %q of apiVersion %q", tm.Kind, tm.APIVersion)}
+		cur.data = append(cur.data, line...)
 	}
-	if p != nil {
-		return p
+	if len(cur.data) > 0 {
+		docs = append(docs, cur)
 	}
-	setDefaultNamespace(res, key)
+	return docs
+}
+
+var yamlLineRE = regexp.MustCompile(`^(?:error converting YAML to JSON: )?yaml: (?:unmarshal errors:\s*)?line (\d+): (.*)$`)
+
+// yamlError rewrites a YAML syntax error so that its line number is the
+// line of the file rather than of the document.
+func yamlError(err error, firstLine int) string {
+	msg := strings.TrimSpace(err.Error())
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return fmt.Sprintf("malformed YAML at line %d: %s", n+firstLine-1, m[2])
+	}
+	msg = strings.TrimPrefix(msg, "error converting YAML to JSON: ")
+	return "malformed YAML: " + strings.TrimPrefix(msg, "yaml: ")
+}
+
+func decodeDoc(d document, src resource.Source, res *resource.Resources) []resource.Problem {
+	fail := func(key resource.ObjectKey, field, format string, args ...any) []resource.Problem {
+		return []resource.Problem{{Source: src, Object: key, Field: field, Msg: fmt.Sprintf(format, args...)}}
+	}
+	js, err := sigsyaml.YAMLToJSONStrict(d.data)
+	if err != nil {
+		return fail(resource.ObjectKey{}, "", "%s", yamlError(err, d.line))
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.UseNumber()
+	var tree any
+	if err := dec.Decode(&tree); err != nil {
+		return fail(resource.ObjectKey{}, "", "malformed YAML: %v", err)
+	}
+	if tree == nil {
+		return nil // a document of comments only
+	}
+	obj, ok := tree.(map[string]any)
+	if !ok {
+		return fail(resource.ObjectKey{}, "", "expected a Kubernetes object (a YAML mapping), got %s", describe(tree))
+	}
+	apiVersion, _ := obj["apiVersion"].(string)
+	kind, _ := obj["kind"].(string)
+	meta, _ := obj["metadata"].(map[string]any)
+	name, _ := meta["name"].(string)
+	namespace, _ := meta["namespace"].(string)
+	switch {
+	case !namespaced(kind):
+		namespace = "" // cluster-scoped: a namespace is ignored, as the API server does
+	case namespace == "":
+		namespace = "default"
+	}
+	key := resource.ObjectKey{Kind: kind, Namespace: namespace, Name: name}
+	switch {
+	case kind == "":
+		return fail(resource.ObjectKey{}, "kind", "missing: every document must say its kind")
+	case apiVersion == "":
+		return fail(key, "apiVersion", "missing: every document must say its apiVersion")
+	}
+	newObj, ok := kinds[apiVersion+"/"+kind]
+	if !ok {
+		return fail(key, "kind", "unknown kind %q of apiVersion %q", kind, apiVersion)
+	}
+	into := newObj()
+	var errs []fieldError
+	checkTree(tree, reflect.TypeOf(into), "", &errs)
+	if len(errs) > 0 {
+		var problems []resource.Problem
+		for _, e := range errs {
+			problems = append(problems, resource.Problem{Source: src, Object: key, Field: e.path, Msg: e.msg})
+		}
+		return problems
+	}
+	if name == "" {
+		return fail(key, "metadata.name", "missing: every object must have a name")
+	}
+	if err := sigsyaml.UnmarshalStrict(d.data, into); err != nil {
+		// checkTree accepts what the decoder accepts; this is a fallback.
+		return fail(key, "", "decoding: %v", err)
+	}
+	if prev, dup := res.Sources[key]; dup {
+		return fail(key, "", "duplicate: the same object is also defined at %s; this copy is ignored", prev)
+	}
+	add(res, key, into)
 	res.Sources[key] = src
 	return nil
 }
@@ -155,35 +199,55 @@ func namespaced(kind string) bool {
 	return kind != "GatewayClass" && kind != "Namespace"
 }
 
-// setDefaultNamespace gives the object just appended the namespace "default"
-// when its document names none, as kubectl apply would.
-func setDefaultNamespace(res *resource.Resources, key resource.ObjectKey) {
-	if !namespaced(key.Kind) {
-		return
+// object is what every decoded object is.
+type object interface {
+	GetNamespace() string
+	SetNamespace(string)
+}
+
+// add appends a decoded object to res, giving a namespaced object the
+// namespace of its key when its document named none, and converting a
+// v1beta1 ReferenceGrant to v1.
+func add(res *resource.Resources, key resource.ObjectKey, o any) {
+	if ob, ok := o.(object); ok && namespaced(key.Kind) && ob.GetNamespace() == "" {
+		ob.SetNamespace(key.Namespace)
 	}
-	var o interface {
-		GetNamespace() string
-		SetNamespace(string)
-	}
-	switch key.Kind {
-	case "Gateway":
-		o = res.Gateways[len(res.Gateways)-1]
-	case "HTTPRoute":
-		o = res.HTTPRoutes[len(res.HTTPRoutes)-1]
-	case "GRPCRoute":
-		o = res.GRPCRoutes[len(res.GRPCRoutes)-1]
-	case "ReferenceGrant":
-		o = res.ReferenceGrants[len(res.ReferenceGrants)-1]
-	case "Service":
-		o = res.Services[len(res.Services)-1]
-	case "EndpointSlice":
-		o = res.EndpointSlices[len(res.EndpointSlices)-1]
-	case "Secret":
-		o = res.Secrets[len(res.Secrets)-1]
-	default:
-		return
-	}
-	if o.GetNamespace() == "" {
-		o.SetNamespace(key.Namespace)
+	switch o := o.(type) {
+	case *gwv1.GatewayClass:
+		res.GatewayClasses = append(res.GatewayClasses, o)
+	case *gwv1.Gateway:
+		res.Gateways = append(res.Gateways, o)
+	case *gwv1.HTTPRoute:
+		res.HTTPRoutes = append(res.HTTPRoutes, o)
+	case *gwv1.GRPCRoute:
+		res.GRPCRoutes = append(res.GRPCRoutes, o)
+	case *gwv1.ReferenceGrant:
+		res.ReferenceGrants = append(res.ReferenceGrants, o)
+	case *gwv1beta1.ReferenceGrant:
+		v1 := &gwv1.ReferenceGrant{ObjectMeta: o.ObjectMeta}
+		v1.APIVersion, v1.Kind = gwv1.GroupVersion.String(), "ReferenceGrant"
+		for _, f := range o.Spec.From {
+			v1.Spec.From = append(v1.Spec.From, gwv1.ReferenceGrantFrom{Group: f.Group, Kind: f.Kind, Namespace: f.Namespace})
+		}
+		for _, t := range o.Spec.To {
+			v1.Spec.To = append(v1.Spec.To, gwv1.ReferenceGrantTo{Group: t.Group, Kind: t.Kind, Name: t.Name})
+		}
+		res.ReferenceGrants = append(res.ReferenceGrants, v1)
+	case *corev1.Service:
+		res.Services = append(res.Services, o)
+	case *discoveryv1.EndpointSlice:
+		res.EndpointSlices = append(res.EndpointSlices, o)
+	case *corev1.Secret:
+		// the API server merges stringData into data on write
+		for k, val := range o.StringData {
+			if o.Data == nil {
+				o.Data = map[string][]byte{}
+			}
+			o.Data[k] = []byte(val)
+		}
+		o.StringData = nil
+		res.Secrets = append(res.Secrets, o)
+	case *corev1.Namespace:
+		res.Namespaces = append(res.Namespaces, o)
 	}
 }
