@@ -83,10 +83,11 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	start("xds server", func() error { return srv.Serve(ctx, xdsLis) })
 	start("admin server", func() error { return adm.Serve(ctx, adminLis) })
 	start("file provider", func() error {
-		return file.Watch(ctx, *dir, func(res *resource.Resources, problems []resource.Problem) {
+		w := &file.Watcher{Dir: *dir, Logger: log.With("component", "file-provider"), OnChange: func(res *resource.Resources, problems []resource.Problem) {
 			// Apply logs what it could not do; the last good xDS keeps serving.
 			_, _ = pipe.Apply(ctx, res, problems)
-		})
+		}}
+		return w.Run(ctx)
 	})
 	wg.Wait()
 	close(errc)

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"sort"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -60,6 +61,14 @@ func runValidate(_ context.Context, args []string, stdout, stderr io.Writer) err
 			})
 		}
 	}
+	// One file's problems together, in document order.
+	sort.SliceStable(result.Problems, func(i, j int) bool {
+		a, b := result.Problems[i].Source, result.Problems[j].Source
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		return a.Doc < b.Doc
+	})
 	errorsFound, warnings := 0, 0
 	for _, p := range result.Problems {
 		if p.Warning {

@@ -153,20 +153,26 @@ func TestControllerServesQuickstartOverADSAndFollowsFileChanges(t *testing.T) {
 	}
 	ads.send(resourcev3.ClusterType, resp.VersionInfo, resp.Nonce)
 
-	// Endpoints of v1 carry the quickstart's address.
-	ads.send(resourcev3.EndpointType, "", "", "default/demo-v1:80")
+	// Endpoints of v1 carry the quickstart's address. (In ADS mode a proxy
+	// asks for every cluster's endpoints at once, as Envoy does.)
+	ads.send(resourcev3.EndpointType, "", "", "default/demo-v1:80", "default/demo-v2:80")
 	eresp := ads.recv(10 * time.Second)
-	if len(eresp.Resources) != 1 {
-		t.Fatalf("want 1 ClusterLoadAssignment, got %d", len(eresp.Resources))
+	if len(eresp.Resources) != 2 {
+		t.Fatalf("want 2 ClusterLoadAssignments, got %d", len(eresp.Resources))
 	}
 	cla := &endpointv3.ClusterLoadAssignment{}
-	if err := eresp.Resources[0].UnmarshalTo(cla); err != nil {
-		t.Fatal(err)
+	for _, a := range eresp.Resources {
+		if err := a.UnmarshalTo(cla); err != nil {
+			t.Fatal(err)
+		}
+		if cla.ClusterName == "default/demo-v1:80" {
+			break
+		}
 	}
 	if got := cla.GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress(); got.GetAddress() != "127.0.0.1" || got.GetPortValue() != 9001 {
 		t.Errorf("demo-v1 endpoint = %v, want 127.0.0.1:9001", got)
 	}
-	ads.send(resourcev3.EndpointType, eresp.VersionInfo, eresp.Nonce, "default/demo-v1:80")
+	ads.send(resourcev3.EndpointType, eresp.VersionInfo, eresp.Nonce, "default/demo-v1:80", "default/demo-v2:80")
 
 	// The route table splits 90/10.
 	routeName := "default/quickstart/http-8080"
@@ -220,10 +226,33 @@ func TestControllerServesQuickstartOverADSAndFollowsFileChanges(t *testing.T) {
 	})
 	// A good edit after it is still applied.
 	writeAtomically(t, route, strings.Replace(changed, "weight: 50", "weight: 0", 1))
-	rresp3 := ads.recv(10 * time.Second)
+	rresp3 := ads.recvType(resourcev3.RouteType, 10*time.Second)
 	weights = routeWeights(t, rresp3)
 	if _, ok := weights["default/demo-v1:80"]; ok || weights["default/demo-v2:80"] == 0 {
 		t.Fatalf("weights after 0/50 edit = %v, want only v2 (a weight-0 backend gets nothing)", weights)
+	}
+}
+
+// recvType waits for a response of typeURL, ACKing the other types that come
+// first (a removed cluster, say, is pushed before the routes that dropped it).
+func (c *adsClient) recvType(typeURL string, timeout time.Duration) *discoveryv3.DiscoveryResponse {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		r := c.recv(time.Until(deadline))
+		if r.TypeUrl == typeURL {
+			return r
+		}
+		var names []string
+		if r.TypeUrl == resourcev3.EndpointType {
+			for _, a := range r.Resources {
+				cla := &endpointv3.ClusterLoadAssignment{}
+				if err := a.UnmarshalTo(cla); err == nil {
+					names = append(names, cla.ClusterName)
+				}
+			}
+		}
+		c.send(r.TypeUrl, r.VersionInfo, r.Nonce, names...)
 	}
 }
 

@@ -62,9 +62,10 @@ func pushLatency(quickstart string, edits int) ([]time.Duration, error) {
 	}
 	go func() { _ = srv.Serve(ctx, lis) }()
 	go func() {
-		_ = file.Watch(ctx, dir, func(res *resource.Resources, problems []resource.Problem) {
+		w := &file.Watcher{Dir: dir, Logger: log, OnChange: func(res *resource.Resources, problems []resource.Problem) {
 			_, _ = pipe.Apply(ctx, res, problems)
-		})
+		}}
+		_ = w.Run(ctx)
 	}()
 
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
