@@ -44,9 +44,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseBytes$$' -fuzztime $(FUZZTIME) ./gateway/provider/file
 	$(GO) test -run '^$$' -fuzz '^FuzzTranslate$$' -fuzztime $(FUZZTIME) ./gateway/translate
 
-# Benchmarks; figures go to docs/benchmarks.md.
+# Benchmarks. Each prints its figures with the baseline measured in the same
+# run; docs/benchmarks.md records them with this command.
 bench: build
 	$(GO) run ./test/bench/controlplane
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x ./gateway/translate ./xds/translate ./xds/server
 
 clean:
 	rm -rf $(BIN)

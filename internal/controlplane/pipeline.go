@@ -88,10 +88,8 @@ func (p *Pipeline) Apply(ctx context.Context, res *resource.Resources, loadProbl
 	desired := make(map[string]map[resourcev3.Type][]types.Resource, len(result.IR.Gateways))
 	var failed []error
 	for _, gw := range result.IR.Gateways {
+		// Translate validates what it builds (Resources.Validate).
 		xr, err := xdstranslate.Translate(gw)
-		if err == nil {
-			err = xr.Validate()
-		}
 		if err != nil {
 			failed = append(failed, fmt.Errorf("gateway %s: %w", gw.Name, err))
 			if last, ok := p.lastGood[gw.Name]; ok {
