@@ -52,21 +52,54 @@ func (s vhostSet) get(h string) *vhostBuilder {
 	return v
 }
 
-func (s vhostSet) build() []*ir.VirtualHost {
-	out := make([]*ir.VirtualHost, 0, len(s))
+// build returns the virtual hosts, each with its own routes first and then,
+// as the spec's hostname precedence asks, the routes of every less specific
+// hostname of the same listener that covers it (most specific first): a
+// request for bar.example.com that no bar.example.com route takes falls
+// through to the *.example.com routes, then to the routes for any hostname.
+// sameOwner says whether two hostnames are served by the same Gateway
+// listener; requests never fall through to another listener's routes.
+func (s vhostSet) build(sameOwner func(a, b string) bool) []*ir.VirtualHost {
 	for _, b := range s {
 		slices.SortFunc(b.entries, compareEntries)
+	}
+	out := make([]*ir.VirtualHost, 0, len(s))
+	for _, b := range s {
 		vh := &ir.VirtualHost{Name: b.host, Domains: []string{b.host}}
-		if len(b.entries) > 0 {
-			vh.Routes = make([]*ir.Route, len(b.entries))
-			for i, e := range b.entries {
-				vh.Routes[i] = e.route
+		for _, e := range b.entries {
+			vh.Routes = append(vh.Routes, e.route)
+		}
+		for _, w := range coveringHosts(b.host) {
+			if c := s[w]; c != nil && len(c.entries) > 0 && sameOwner(w, b.host) {
+				for _, e := range c.entries {
+					vh.Routes = append(vh.Routes, e.route)
+				}
 			}
 		}
 		out = append(out, vh)
 	}
 	slices.SortFunc(out, func(a, b *ir.VirtualHost) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// coveringHosts lists the wildcard hostnames that cover h, most specific
+// first, ending with "*": for "a.b.example.com", "*.b.example.com",
+// "*.example.com", "*.com", "*".
+func coveringHosts(h string) []string {
+	if h == "*" {
+		return nil
+	}
+	var out []string
+	rest := strings.TrimPrefix(h, "*.")
+	for {
+		i := strings.IndexByte(rest, '.')
+		if i < 0 {
+			break
+		}
+		rest = rest[i+1:]
+		out = append(out, "*."+rest)
+	}
+	return append(out, "*")
 }
 
 // build assembles the IR of every programmed Gateway.
@@ -117,7 +150,8 @@ func (t *translator) build() *ir.Config {
 						vs.get(l.hostname)
 					}
 				}
-				il.FilterChains = []*ir.FilterChain{{Name: name, VirtualHosts: vs.build()}}
+				sameOwner := func(a, b string) bool { return bestListener(ls, a) == bestListener(ls, b) }
+				il.FilterChains = []*ir.FilterChain{{Name: name, VirtualHosts: vs.build(sameOwner)}}
 			} else {
 				for _, l := range ls {
 					vs := vhostSet{}
@@ -133,7 +167,7 @@ func (t *translator) build() *ir.Config {
 					if l.hostname != "" {
 						vs.get(l.hostname)
 					}
-					fc := &ir.FilterChain{Name: name + "/" + l.name, VirtualHosts: vs.build(), TLS: &ir.TLSConfig{ALPN: []string{"h2", "http/1.1"}}}
+					fc := &ir.FilterChain{Name: name + "/" + l.name, VirtualHosts: vs.build(func(_, _ string) bool { return true }), TLS: &ir.TLSConfig{ALPN: []string{"h2", "http/1.1"}}}
 					if l.hostname != "" {
 						fc.ServerNames = []string{l.hostname}
 					}
