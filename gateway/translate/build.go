@@ -11,7 +11,24 @@ import (
 	"github.com/sekisho/sekisho/ir"
 )
 
+// compareEntries orders the routes of one virtual host. GRPCRoute entries,
+// which only take gRPC requests, come first, in the GRPCRoute spec's order;
+// HTTPRoute entries follow in the HTTPRoute spec's order.
 func compareEntries(a, b *routeEntry) int {
+	if a.grpc != b.grpc {
+		return cmpTrueFirst(a.grpc, b.grpc)
+	}
+	if a.grpc {
+		return cmp.Or(
+			cmp.Compare(b.grpcService, a.grpcService),
+			cmp.Compare(b.grpcMethod, a.grpcMethod),
+			cmp.Compare(b.headers, a.headers),
+			cmp.Compare(a.created, b.created),
+			strings.Compare(a.owner.nsName, b.owner.nsName),
+			cmp.Compare(a.rule, b.rule),
+			cmp.Compare(a.match, b.match),
+		)
+	}
 	return cmp.Or(
 		cmp.Compare(a.pathRank, b.pathRank),
 		cmp.Compare(b.pathLen, a.pathLen),

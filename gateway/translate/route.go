@@ -40,6 +40,11 @@ type routeEntry struct {
 	owner    *routeCtx
 	rule     int
 	match    int
+	// grpc entries come from GRPCRoutes and are ordered by the characters of
+	// the service, then of the method, they match, as the GRPCRoute spec says.
+	grpc        bool
+	grpcService int
+	grpcMethod  int
 }
 
 // attachment is a route attached to a listener, with its effective hostnames.

@@ -36,7 +36,10 @@ type ruleCtx struct {
 	perTry      time.Duration
 	retry       *ir.Retry
 	grpc        bool
-	name        string
+	// grpcChars holds, for each of matches, the characters of the service and
+	// of the method it names (the GRPCRoute precedence).
+	grpcChars [][2]int
+	name      string
 }
 
 func (r *ruleCtx) fail(field, format string, args ...any) {
@@ -95,7 +98,8 @@ func (t *translator) grpcRules(rc *routeCtx, route *gwv1.GRPCRoute) {
 			r.name = string(*rule.Name)
 		}
 		if len(rule.Matches) == 0 {
-			r.matches = append(r.matches, ir.Match{Path: ir.PathMatch{Type: ir.MatchPrefix, Value: "/"}})
+			r.matches = append(r.matches, ir.Match{Path: ir.PathMatch{Type: ir.MatchPrefix, Value: "/"}, Headers: []ir.HeaderMatch{grpcContentType}})
+			r.grpcChars = append(r.grpcChars, [2]int{})
 		}
 		for j := range rule.Matches {
 			r.matches = append(r.matches, t.grpcMatch(r, &rule.Matches[j], fmt.Sprintf(".matches[%d]", j)))
@@ -200,10 +204,18 @@ func (t *translator) httpMatch(r *ruleCtx, m *gwv1.HTTPRouteMatch, field string)
 	return out
 }
 
+// grpcContentType is added to every GRPCRoute match, so that gRPC routes take
+// only gRPC requests and never merge with the HTTPRoutes of the same hostname
+// (the GRPCRoute spec forbids merging the two).
+var grpcContentType = ir.HeaderMatch{Name: "content-type", Type: ir.MatchRegex, Value: `application/grpc(\+[A-Za-z0-9._-]+)?(;.*)?`}
+
 func (t *translator) grpcMatch(r *ruleCtx, m *gwv1.GRPCRouteMatch, field string) ir.Match {
 	out := ir.Match{Path: ir.PathMatch{Type: ir.MatchPrefix, Value: "/"}}
+	var chars [2]int
+	defer func() { r.grpcChars = append(r.grpcChars, chars) }()
 	if mm := m.Method; mm != nil {
 		svc, meth := deref(mm.Service, ""), deref(mm.Method, "")
+		chars = [2]int{len(svc), len(meth)}
 		switch deref(mm.Type, gwv1.GRPCMethodMatchExact) {
 		case gwv1.GRPCMethodMatchExact:
 			if strings.Contains(svc, "/") {
@@ -264,6 +276,9 @@ func (t *translator) grpcMatch(r *ruleCtx, m *gwv1.GRPCRouteMatch, field string)
 			r.fail(fmt.Sprintf("%s.headers[%d].type", field, k), "header match type %q is not supported", *h.Type)
 		}
 		out.Headers = append(out.Headers, ir.HeaderMatch{Name: name, Type: typ, Value: h.Value})
+	}
+	if !seen[grpcContentType.Name] {
+		out.Headers = append(out.Headers, grpcContentType)
 	}
 	return out
 }
@@ -519,7 +534,10 @@ func (t *translator) finishRule(r *ruleCtx) {
 			Forward: fwd, Redirect: r.redirect, DirectResponse: direct,
 		}
 		e := &routeEntry{route: route, pathLen: len(m.Path.Value), method: m.Method != "", headers: len(m.Headers),
-			queries: len(m.QueryParams), created: created, owner: rc, rule: r.idx, match: j}
+			queries: len(m.QueryParams), created: created, owner: rc, rule: r.idx, match: j, grpc: r.grpc}
+		if r.grpc && j < len(r.grpcChars) {
+			e.grpcService, e.grpcMethod = r.grpcChars[j][0], r.grpcChars[j][1]
+		}
 		switch m.Path.Type {
 		case ir.MatchExact:
 			e.pathRank = 0
