@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
-	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sekisho/sekisho/gateway/provider/file"
 	"github.com/sekisho/sekisho/gateway/resource"
@@ -16,6 +18,57 @@ import (
 	"github.com/sekisho/sekisho/internal/controlplane"
 	"github.com/sekisho/sekisho/xds/server"
 )
+
+// controlPlane is the file provider, the translators and the ADS server.
+type controlPlane struct {
+	dir     string
+	log     *slog.Logger
+	srv     *server.Server
+	pipe    *controlplane.Pipeline
+	xdsLis  net.Listener
+	applied func(*gwtranslate.Result) // optional: called after each apply
+}
+
+func newControlPlane(dir, xdsAddr, gatewayAddr string, log *slog.Logger, reg prometheus.Registerer) (*controlPlane, error) {
+	lis, err := net.Listen("tcp", xdsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listening for xDS on %s: %w", xdsAddr, err)
+	}
+	srv := server.New(server.Options{Logger: log, Registerer: reg})
+	pipe := controlplane.New(srv, controlplane.Options{
+		Translate:  gwtranslate.Options{DefaultAddresses: []string{gatewayAddr}},
+		Logger:     log.With("component", "controlplane"),
+		Registerer: reg,
+	})
+	return &controlPlane{dir: dir, log: log, srv: srv, pipe: pipe, xdsLis: lis}, nil
+}
+
+func (c *controlPlane) start(g *group) {
+	g.Go("xds server", func(ctx context.Context) error { return c.srv.Serve(ctx, c.xdsLis) })
+	g.Go("file provider", func(ctx context.Context) error {
+		w := &file.Watcher{Dir: c.dir, Logger: c.log.With("component", "file-provider"), OnChange: func(res *resource.Resources, problems []resource.Problem) {
+			// Apply logs what it could not do; the last good xDS keeps serving.
+			result, _ := c.pipe.Apply(ctx, res, problems)
+			if c.applied != nil {
+				c.applied(result)
+			}
+		}}
+		return w.Run(ctx)
+	})
+}
+
+func (c *controlPlane) ready() error {
+	if !c.pipe.Ready() {
+		return errors.New("no configuration applied yet")
+	}
+	return nil
+}
+
+func (c *controlPlane) serveStatus(w http.ResponseWriter, _ *http.Request) {
+	if r := c.pipe.Result(); r != nil {
+		_ = r.Status.WriteTable(w)
+	}
+}
 
 func runController(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("controller", stderr)
@@ -35,66 +88,23 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-
 	adm := admin.New(nil)
-	srv := server.New(server.Options{Logger: log, Registerer: adm.Registry})
-	pipe := controlplane.New(srv, controlplane.Options{
-		Translate:  gwtranslate.Options{DefaultAddresses: []string{*gatewayAddr}},
-		Logger:     log,
-		Registerer: adm.Registry,
-	})
-	adm.SetReady(func() error {
-		if !pipe.Ready() {
-			return errors.New("no configuration applied yet")
-		}
-		return nil
-	})
-	adm.Mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
-		if r := pipe.Result(); r != nil {
-			r.Status.WriteTable(w)
-		}
-	})
-
-	xdsLis, err := net.Listen("tcp", *xdsAddr)
+	cp, err := newControlPlane(*dir, *xdsAddr, *gatewayAddr, log, adm.Registry)
 	if err != nil {
-		return fmt.Errorf("listening for xDS: %w", err)
+		return err
 	}
+	adm.SetReady(cp.ready)
+	adm.Mux.HandleFunc("GET /status", cp.serveStatus)
 	adminLis, err := net.Listen("tcp", *adminAddr)
 	if err != nil {
-		xdsLis.Close()
-		return fmt.Errorf("listening for admin: %w", err)
+		cp.xdsLis.Close()
+		return fmt.Errorf("listening for admin on %s: %w", *adminAddr, err)
 	}
-	log.Info("controller starting", "dir", *dir, "xds", xdsLis.Addr().String(), "admin", adminLis.Addr().String())
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 3)
-	start := func(name string, f func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(); err != nil && !errors.Is(err, context.Canceled) {
-				errc <- fmt.Errorf("%s: %w", name, err)
-				cancel()
-			}
-		}()
-	}
-	start("xds server", func() error { return srv.Serve(ctx, xdsLis) })
-	start("admin server", func() error { return adm.Serve(ctx, adminLis) })
-	start("file provider", func() error {
-		w := &file.Watcher{Dir: *dir, Logger: log.With("component", "file-provider"), OnChange: func(res *resource.Resources, problems []resource.Problem) {
-			// Apply logs what it could not do; the last good xDS keeps serving.
-			_, _ = pipe.Apply(ctx, res, problems)
-		}}
-		return w.Run(ctx)
-	})
-	wg.Wait()
-	close(errc)
-	var errs []error
-	for err := range errc {
-		errs = append(errs, err)
-	}
+	log.Info("controller starting", "dir", *dir, "xds", cp.xdsLis.Addr().String(), "admin", adminLis.Addr().String())
+	g := newGroup(ctx)
+	cp.start(g)
+	g.Go("admin server", func(ctx context.Context) error { return adm.Serve(ctx, adminLis) })
+	err = g.Wait()
 	log.Info("controller stopped")
-	return errors.Join(errs...)
+	return err
 }

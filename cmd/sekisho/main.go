@@ -27,6 +27,9 @@ var commands = map[string]command{
 	"validate":   {"check a folder of YAML and print every problem", runValidate},
 	"status":     {"print the status conditions each object would get", runStatus},
 	"controller": {"serve xDS for the Gateways in a folder of YAML, following its changes", runController},
+	"run":        {"the embedded default: control plane and a proxy per Gateway in one process", runEmbedded},
+	"proxy":      {"the data plane of one Gateway, programmed over ADS", runProxy},
+	"echo":       {"a demo backend that answers with what it received (JSON)", runEcho},
 	"version":    {"print the version", runVersion},
 }
 

@@ -8,8 +8,6 @@ import (
 	"io"
 	"sort"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	sigsyaml "sigs.k8s.io/yaml"
@@ -17,6 +15,7 @@ import (
 	"github.com/sekisho/sekisho/gateway/provider/file"
 	"github.com/sekisho/sekisho/gateway/resource"
 	gwtranslate "github.com/sekisho/sekisho/gateway/translate"
+	"github.com/sekisho/sekisho/internal/gatewayproxy"
 	xdstranslate "github.com/sekisho/sekisho/xds/translate"
 )
 
@@ -174,7 +173,7 @@ func xdsDocument(name string, xr *xdstranslate.Resources, showSecrets bool) (map
 	secrets := make([]proto.Message, 0, len(xr.Secrets))
 	for _, s := range xr.Secrets {
 		if !showSecrets {
-			s = redactSecret(s)
+			s = gatewayproxy.RedactSecret(s)
 		}
 		secrets = append(secrets, s)
 	}
@@ -201,13 +200,4 @@ func messages[T proto.Message](in []T) []proto.Message {
 		out[i] = m
 	}
 	return out
-}
-
-// redactSecret returns a copy of s whose private keys are replaced by a marker.
-func redactSecret(s *tlsv3.Secret) *tlsv3.Secret {
-	c := proto.Clone(s).(*tlsv3.Secret)
-	if tc := c.GetTlsCertificate(); tc != nil && tc.PrivateKey != nil {
-		tc.PrivateKey = &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "[redacted: --show-secrets prints it]"}}
-	}
-	return c
 }

@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Server is an admin HTTP server.
@@ -22,6 +24,9 @@ type Server struct {
 	Mux      *http.ServeMux
 	Registry *prometheus.Registry
 	ready    func() error
+
+	mu    sync.Mutex
+	extra func() prometheus.Gatherers
 }
 
 // New returns an admin server whose /readyz answers 200 while ready returns nil.
@@ -41,8 +46,26 @@ func New(ready func() error) *Server {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	s.Mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	s.Mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.GathererFunc(s.gather), promhttp.HandlerOpts{Registry: reg}))
 	return s
+}
+
+// SetExtraGatherers sets more sources for /metrics, e.g. the registries of
+// components that come and go; they are read on every scrape.
+func (s *Server) SetExtraGatherers(f func() prometheus.Gatherers) {
+	s.mu.Lock()
+	s.extra = f
+	s.mu.Unlock()
+}
+
+func (s *Server) gather() ([]*dto.MetricFamily, error) {
+	s.mu.Lock()
+	extra := s.extra
+	s.mu.Unlock()
+	if extra == nil {
+		return s.Registry.Gather()
+	}
+	return append(prometheus.Gatherers{s.Registry}, extra()...).Gather()
 }
 
 // SetReady replaces the readiness check. Call it before Serve.

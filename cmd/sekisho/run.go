@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	gwtranslate "github.com/sekisho/sekisho/gateway/translate"
+	"github.com/sekisho/sekisho/internal/admin"
+	"github.com/sekisho/sekisho/internal/gatewayproxy"
+)
+
+// runEmbedded is `sekisho run`: the control plane and one proxy per
+// programmed Gateway in one process. The proxies still get their
+// configuration over ADS on loopback, as they would in a cluster.
+func runEmbedded(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("run", stderr)
+	dir := dirFlag(fs)
+	xdsAddr := fs.String("xds-address", "127.0.0.1:18000", "address to serve xDS (ADS over gRPC) on")
+	adminAddr := fs.String("admin-address", "127.0.0.1:19000", "address to serve /healthz, /readyz, /metrics, /status, /config_dump and /clusters on")
+	gatewayAddr := fs.String("gateway-address", "127.0.0.1", "address reported in Gateway status when a Gateway sets none")
+	accessLog := fs.Bool("access-log", false, "write a JSON access log line per request to stdout")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logJSON := fs.Bool("log-json", false, "log JSON lines")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return fmt.Errorf("%w: -f DIR is required", errUsage)
+	}
+	log, err := newLogger(stderr, *logLevel, *logJSON)
+	if err != nil {
+		return err
+	}
+	adm := admin.New(nil)
+	cp, err := newControlPlane(*dir, *xdsAddr, *gatewayAddr, log, adm.Registry)
+	if err != nil {
+		return err
+	}
+	adminLis, err := net.Listen("tcp", *adminAddr)
+	if err != nil {
+		cp.xdsLis.Close()
+		return fmt.Errorf("listening for admin on %s: %w", *adminAddr, err)
+	}
+	g := newGroup(ctx)
+	sup := &proxies{g: g, log: log, xdsAddr: cp.xdsLis.Addr().String(), running: map[string]*runningProxy{}}
+	if *accessLog {
+		sup.accessLog = os.Stdout
+	}
+	cp.applied = sup.reconcile
+	adm.SetReady(func() error { return errors.Join(cp.ready(), sup.ready()) })
+	adm.SetExtraGatherers(sup.gatherers)
+	adm.Mux.HandleFunc("GET /status", cp.serveStatus)
+	adm.Mux.HandleFunc("GET /config_dump", sup.forGateway(func(p *gatewayproxy.Proxy) http.HandlerFunc { return p.ServeConfigDump }))
+	adm.Mux.HandleFunc("GET /clusters", sup.forGateway(func(p *gatewayproxy.Proxy) http.HandlerFunc { return p.ServeClusters }))
+
+	log.Info("sekisho running", "dir", *dir, "xds", cp.xdsLis.Addr().String(), "admin", adminLis.Addr().String())
+	cp.start(g)
+	g.Go("admin server", func(ctx context.Context) error { return adm.Serve(ctx, adminLis) })
+	err = g.Wait()
+	sup.wait()
+	log.Info("sekisho stopped")
+	return err
+}
+
+// proxies keeps one gateway proxy running per programmed Gateway.
+type proxies struct {
+	g         *group
+	log       *slog.Logger
+	xdsAddr   string
+	accessLog io.Writer
+
+	mu      sync.Mutex
+	running map[string]*runningProxy
+	wg      sync.WaitGroup
+}
+
+type runningProxy struct {
+	proxy  *gatewayproxy.Proxy
+	reg    *prometheus.Registry
+	cancel context.CancelFunc
+}
+
+// reconcile starts proxies for new Gateways and stops those of removed ones.
+func (s *proxies) reconcile(result *gwtranslate.Result) {
+	if result == nil || result.IR == nil {
+		return
+	}
+	want := map[string]bool{}
+	for _, gw := range result.IR.Gateways {
+		want[gw.Name] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, rp := range s.running {
+		if !want[name] {
+			s.log.Info("stopping the proxy of a removed gateway", "gateway", name)
+			rp.cancel()
+			delete(s.running, name)
+		}
+	}
+	for name := range want {
+		if _, ok := s.running[name]; ok {
+			continue
+		}
+		reg := prometheus.NewRegistry()
+		p, err := gatewayproxy.New(gatewayproxy.Options{
+			XDSAddress: s.xdsAddr, Gateway: name, Logger: s.log,
+			Registerer: reg, AccessLog: s.accessLog,
+		})
+		if err != nil {
+			s.log.Error("starting a gateway proxy", "gateway", name, "err", err)
+			continue
+		}
+		ctx, cancel := context.WithCancel(s.g.ctx)
+		s.running[name] = &runningProxy{proxy: p, reg: reg, cancel: cancel}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := p.Run(ctx); err != nil {
+				s.log.Error("gateway proxy stopped", "gateway", name, "err", err)
+			}
+		}()
+		s.log.Info("started a gateway proxy", "gateway", name)
+	}
+}
+
+func (s *proxies) wait() { s.wg.Wait() }
+
+func (s *proxies) ready() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.running) == 0 {
+		return errors.New("no gateway is programmed yet")
+	}
+	var errs []error
+	for _, rp := range s.running {
+		errs = append(errs, rp.proxy.Ready())
+	}
+	return errors.Join(errs...)
+}
+
+func (s *proxies) gatherers() prometheus.Gatherers {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(prometheus.Gatherers, 0, len(s.running))
+	for _, rp := range s.running {
+		out = append(out, rp.reg)
+	}
+	return out
+}
+
+// forGateway serves a per-proxy page for ?gateway=ns/name, or for the only
+// gateway when there is one.
+func (s *proxies) forGateway(h func(*gatewayproxy.Proxy) http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		name := r.URL.Query().Get("gateway")
+		names := make([]string, 0, len(s.running))
+		for n := range s.running {
+			names = append(names, n)
+		}
+		if name == "" && len(names) == 1 {
+			name = names[0]
+		}
+		rp := s.running[name]
+		s.mu.Unlock()
+		if rp == nil {
+			sort.Strings(names)
+			http.Error(w, fmt.Sprintf("name a gateway with ?gateway=: one of %s", strings.Join(names, ", ")), http.StatusNotFound)
+			return
+		}
+		h(rp.proxy)(w, r)
+	}
+}

@@ -1,0 +1,427 @@
+// Package proxy is sekisho's Go data plane: Runtime takes the xDS view the
+// ADS client hands it (an xdsclient.Snapshot), compiles it into one immutable
+// configuration (listeners, route tables, clusters), swaps it in atomically,
+// and serves requests with it.
+//
+// What it honours is exactly the registry of proxy/contract: Apply refuses
+// (so the control plane gets a NACK naming the resource and field) any
+// resource that sets a field outside it, or a value of a registered field the
+// proxy cannot honour, and keeps serving the previous configuration.
+//
+// Choices made where Envoy leaves room or where sekisho differs:
+//
+//   - Path handling: see router.NormalizePath. Routes match the normalised
+//     path and the normalised path is what goes upstream (with ';' sent as
+//     "%3B"), so a backend never sees a path that another route would have
+//     taken. A '#' in a request path is refused with 400.
+//   - Host matching ignores the port of the Host header.
+//   - Request smuggling: see guardConn. Requests with Content-Length and
+//     Transfer-Encoding, several Content-Length lines, obs-fold, or a header
+//     block over max_request_headers_kb are answered 400 and never forwarded.
+//   - Retries: a request is retried only when its body can be replayed: a
+//     request without a body, or one whose Content-Length is at most
+//     MaxReplayBody (buffered before the first attempt). Larger or chunked
+//     bodies get one attempt. The same holds for mirrors: a request whose
+//     body cannot be buffered is not mirrored.
+//   - Mirrors go to the mirror cluster with "-shadow" appended to the Host,
+//     as Envoy does; their responses are dropped.
+//   - Ejected endpoints come back lazily: an endpoint is ejected until its
+//     ejection time has passed (base_ejection_time times its ejection count,
+//     at most 300s), checked when endpoints are picked; interval is the unit
+//     by which the ejection count decays.
+//   - Upstream failures answer as Envoy does: 503 for no healthy endpoint,
+//     connect failures and resets, 504 when the route's timeout (or the last
+//     per-try timeout) expires before the response starts, 502 for a
+//     malformed upstream response.
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sekisho/sekisho/proxy/contract"
+	"github.com/sekisho/sekisho/proxy/router"
+	"github.com/sekisho/sekisho/proxy/upstream"
+	"github.com/sekisho/sekisho/proxy/xdsclient"
+)
+
+// Names of the filters and extensions the proxy runs.
+const (
+	hcmFilterName          = "envoy.filters.network.http_connection_manager"
+	routerFilterName       = "envoy.filters.http.router"
+	tlsTransportSocketName = "envoy.transport_sockets.tls"
+)
+
+// MaxReplayBody is the largest request body buffered so that the request can
+// be retried or mirrored.
+const MaxReplayBody = 64 << 10
+
+// Options configure a Runtime.
+type Options struct {
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Gateway is the "gateway" label of every metric.
+	Gateway string
+	// AccessLog receives one JSON line per request; nil: no access log.
+	AccessLog io.Writer
+	// Now is the clock of outlier detection; nil: time.Now.
+	Now func() time.Time
+}
+
+// Runtime serves the configuration it was last given.
+type Runtime struct {
+	opts      Options
+	log       *slog.Logger
+	accessLog *slog.Logger
+	metrics   *metrics
+
+	cfg atomic.Pointer[config]
+
+	mu       sync.Mutex // Apply and Close
+	servers  map[string]*server
+	closed   bool
+	draining sync.WaitGroup
+
+	hijackedMu sync.Mutex
+	hijacked   map[net.Conn]struct{}
+}
+
+// config is one compiled Snapshot; it never changes once stored.
+type config struct {
+	snap      *xdsclient.Snapshot
+	listeners map[string]*listenerConfig
+	clusters  map[string]*upstream.Cluster
+}
+
+type listenerConfig struct {
+	name     string
+	addr     string
+	tls      bool
+	chains   []*chainConfig
+	sniExact map[string]*chainConfig
+	sniWild  []sniWild // "*.x": longest suffix first
+	fallback *chainConfig
+	maxHead  int
+}
+
+type sniWild struct {
+	suffix string // ".x"
+	chain  *chainConfig
+}
+
+type chainConfig struct {
+	name      string
+	table     *router.Table
+	maxHead   int
+	websocket bool
+	tls       *tls.Config
+}
+
+// New returns a Runtime with no configuration: it serves nothing until Apply.
+func New(opts Options) *Runtime {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Runtime{
+		opts:     opts,
+		log:      log,
+		metrics:  newMetrics(opts.Registerer, opts.Gateway),
+		servers:  map[string]*server{},
+		hijacked: map[net.Conn]struct{}{},
+	}
+	if opts.AccessLog != nil {
+		r.accessLog = slog.New(slog.NewJSONHandler(opts.AccessLog, nil))
+	}
+	r.cfg.Store(&config{
+		snap:      &xdsclient.Snapshot{},
+		listeners: map[string]*listenerConfig{},
+		clusters:  map[string]*upstream.Cluster{},
+	})
+	return r
+}
+
+// ConfigDump returns the Snapshot the Runtime serves.
+func (r *Runtime) ConfigDump() *xdsclient.Snapshot { return r.cfg.Load().snap }
+
+// WriteClusters writes every cluster's endpoints, health and outlier state.
+func (r *Runtime) WriteClusters(w io.Writer) {
+	cfg := r.cfg.Load()
+	names := make([]string, 0, len(cfg.clusters))
+	for n := range cfg.clusters {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		cfg.clusters[n].WriteStatus(w)
+	}
+}
+
+// Addr returns the address a listener is bound to (useful when its port is
+// 0), or "" when there is no such listener.
+func (r *Runtime) Addr(listener string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s := r.servers[listener]; s != nil {
+		return s.ln.Addr().String()
+	}
+	return ""
+}
+
+// Apply compiles s and, when all of it can be honoured, binds the new
+// listeners and swaps it in; requests already running finish with the
+// configuration they started with. On error the previous configuration
+// stays and the error says which resource and field could not be honoured.
+func (r *Runtime) Apply(s *xdsclient.Snapshot) error {
+	if s == nil {
+		return errors.New("applying configuration: snapshot is nil")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errors.New("applying configuration: the proxy is closed")
+	}
+	old := r.cfg.Load()
+	cfg, err := r.compile(s, old)
+	if err != nil {
+		return err
+	}
+
+	// Bind what is new before anything changes, so a bind failure leaves
+	// everything as it was.
+	fresh := map[string]*server{}
+	for name, lc := range cfg.listeners {
+		if cur := r.servers[name]; cur != nil && cur.addr == lc.addr && cur.tls == lc.tls {
+			continue
+		}
+		ln, err := net.Listen("tcp", lc.addr)
+		if err != nil {
+			for _, s := range fresh {
+				_ = s.ln.Close()
+			}
+			return fmt.Errorf("listener %q: binding %s: %w", name, lc.addr, err)
+		}
+		fresh[name] = r.newServer(lc, ln)
+	}
+
+	r.cfg.Store(cfg)
+
+	for name, cur := range r.servers {
+		lc, keep := cfg.listeners[name]
+		if keep && fresh[name] == nil && cur.addr == lc.addr {
+			continue
+		}
+		delete(r.servers, name)
+		r.draining.Add(1)
+		go func(s *server) {
+			defer r.draining.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			if err := s.srv.Shutdown(ctx); err != nil {
+				r.log.Warn("draining listener", "listener", s.name, "error", err)
+			}
+		}(cur)
+	}
+	for name, s := range fresh {
+		r.servers[name] = s
+		s.start()
+	}
+	for name, c := range old.clusters {
+		if n := cfg.clusters[name]; !c.SharesPool(n) {
+			// Idle connections of a pool no longer used; in-flight
+			// requests keep theirs.
+			c.Close()
+		}
+	}
+	r.log.Info("applied configuration", "listeners", len(cfg.listeners), "routes", len(s.Routes),
+		"clusters", len(cfg.clusters), "secrets", len(s.Secrets))
+	return nil
+}
+
+// Close stops accepting, lets in-flight requests finish (until ctx is done),
+// then closes upgraded connections and idle upstream connections.
+func (r *Runtime) Close(ctx context.Context) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	servers := r.servers
+	r.servers = map[string]*server{}
+	r.mu.Unlock()
+
+	var errs []error
+	var wg sync.WaitGroup
+	var emu sync.Mutex
+	for _, s := range servers {
+		wg.Add(1)
+		go func(s *server) {
+			defer wg.Done()
+			if err := s.srv.Shutdown(ctx); err != nil {
+				emu.Lock()
+				errs = append(errs, fmt.Errorf("closing listener %q: %w", s.name, err))
+				emu.Unlock()
+			}
+		}(s)
+	}
+	wg.Wait()
+	r.hijackedMu.Lock()
+	for c := range r.hijacked {
+		_ = c.Close()
+	}
+	r.hijackedMu.Unlock()
+	done := make(chan struct{})
+	go func() { r.draining.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("closing: draining old listeners: %w", ctx.Err()))
+	}
+	for _, c := range r.cfg.Load().clusters {
+		c.Close()
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Runtime) trackHijacked(c net.Conn, add bool) {
+	r.hijackedMu.Lock()
+	defer r.hijackedMu.Unlock()
+	if add {
+		r.hijacked[c] = struct{}{}
+	} else {
+		delete(r.hijacked, c)
+	}
+}
+
+// compile checks every resource against the contract and compiles it.
+func (r *Runtime) compile(s *xdsclient.Snapshot, old *config) (*config, error) {
+	check := func(kind string, m map[string]proto.Message) error {
+		names := make([]string, 0, len(m))
+		for n := range m {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			if err := contract.Check(kind, n, m[n]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, c := range []struct {
+		kind string
+		m    map[string]proto.Message
+	}{
+		{"listener", toMessages(s.Listeners)},
+		{"route configuration", toMessages(s.Routes)},
+		{"cluster", toMessages(s.Clusters)},
+		{"cluster load assignment", toMessages(s.Endpoints)},
+		{"secret", toMessages(s.Secrets)},
+	} {
+		if err := check(c.kind, c.m); err != nil {
+			return nil, err
+		}
+	}
+
+	cfg := &config{
+		snap:      s,
+		listeners: map[string]*listenerConfig{},
+		clusters:  map[string]*upstream.Cluster{},
+	}
+	for name, cl := range s.Clusters {
+		edsName := cl.GetEdsClusterConfig().GetServiceName()
+		if edsName == "" {
+			edsName = name
+		}
+		cc, err := upstream.Compile(cl, s.Endpoints[edsName], old.clusters[name], upstream.Options{Now: r.opts.Now})
+		if err != nil {
+			return nil, err
+		}
+		cfg.clusters[name] = cc
+	}
+	tables := map[string]*router.Table{}
+	for name, rc := range s.Routes {
+		t, err := router.Compile(rc)
+		if err != nil {
+			return nil, err
+		}
+		tables[name] = t
+	}
+	for name, l := range s.Listeners {
+		lc, err := compileListener(l, tables, s.Secrets)
+		if errors.Is(err, errWarming) {
+			// A listener whose route configuration or certificate has not
+			// arrived yet warms, as in Envoy: it is accepted, and bound once
+			// what it needs arrives. A listener already serving keeps its
+			// previous configuration meanwhile.
+			if prev := old.listeners[name]; prev != nil {
+				cfg.listeners[name] = prev
+			}
+			r.log.Info("listener warming", "listener", name, "waiting_for", err.Error())
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listener %q: %w", name, err)
+		}
+		cfg.listeners[name] = lc
+	}
+	// Per-route metric caches.
+	for _, t := range tables {
+		for _, rt := range t.Routes() {
+			rt.Ext = r.routeExt(rt)
+		}
+	}
+	return cfg, nil
+}
+
+// errWarming marks a listener that names a route configuration or a secret
+// the proxy has not received yet.
+var errWarming = errors.New("not received yet (the listener warms until it arrives)")
+
+// routeExt is what the proxy hangs on each compiled route.
+type routeExt struct {
+	byBackend map[string]*routeStats
+	none      *routeStats
+}
+
+func (r *Runtime) routeExt(rt *router.Route) *routeExt {
+	e := &routeExt{byBackend: map[string]*routeStats{}, none: r.metrics.forRoute(rt.StatName, "")}
+	if f := rt.Forward; f != nil {
+		if f.Cluster != "" {
+			e.byBackend[f.Cluster] = r.metrics.forRoute(rt.StatName, f.Cluster)
+		}
+		for _, w := range f.Weighted {
+			e.byBackend[w.Name] = r.metrics.forRoute(rt.StatName, w.Name)
+		}
+	}
+	return e
+}
+
+func toMessages[M proto.Message](m map[string]M) map[string]proto.Message {
+	out := make(map[string]proto.Message, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func joinHostPort(host string, port uint32) string {
+	return net.JoinHostPort(host, strconv.FormatUint(uint64(port), 10))
+}
+
+func lowerSNI(s string) string { return strings.ToLower(s) }
