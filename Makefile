@@ -20,12 +20,15 @@ $(BIN)/sekisho: $(shell find . -name '*.go' -not -path './test/tools/*') go.mod 
 $(BIN)/staticcheck:
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-# The quickstart: what each object's status would be, then the xDS the
-# quickstart Gateway gets.
+# The quickstart: two demo backends (v1 on 127.0.0.1:9001, v2 on :9002) and
+# sekisho (control plane + proxy) serving examples/quickstart on :8080, with
+# its admin on 127.0.0.1:19000. Ctrl-C stops everything.
 run: build
-	$(BIN)/sekisho validate -f examples/quickstart
-	$(BIN)/sekisho status -f examples/quickstart
-	$(BIN)/sekisho translate -f examples/quickstart
+	@$(BIN)/sekisho validate -f examples/quickstart
+	@trap 'kill $$(jobs -p) 2>/dev/null; wait' EXIT INT TERM; \
+	  $(BIN)/sekisho echo --listen 127.0.0.1:9001 --name v1 & \
+	  $(BIN)/sekisho echo --listen 127.0.0.1:9002 --name v2 & \
+	  $(BIN)/sekisho run -f examples/quickstart
 
 test: lint unit
 
