@@ -25,7 +25,10 @@ func (t *translator) translateRouteConfig(fc *ir.FilterChain) (*routev3.RouteCon
 		// The invalid share of a Forward goes to a cluster that is never
 		// defined; see InvalidBackendCluster.
 		ValidateClusters: wrapperspb.Bool(false),
-		VirtualHosts:     make([]*routev3.VirtualHost, 0, len(fc.VirtualHosts)),
+		// Hostnames match whatever port the client put in Host, as the
+		// Gateway API's hostname semantics need.
+		IgnorePortInHostMatching: true,
+		VirtualHosts:             make([]*routev3.VirtualHost, 0, len(fc.VirtualHosts)),
 	}
 	vhostNames := map[string]bool{}
 	domains := map[string]string{} // domain -> virtual host
