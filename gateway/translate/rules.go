@@ -3,6 +3,7 @@ package translate
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -155,46 +156,14 @@ func (t *translator) httpMatch(r *ruleCtx, m *gwv1.HTTPRouteMatch, field string)
 		}
 		out.Path.Value = val
 	}
-	seen := map[string]bool{}
-	for k, h := range m.Headers {
-		name := strings.ToLower(string(h.Name))
-		if seen[name] {
-			continue // the spec: only the first match of a name counts
-		}
-		seen[name] = true
-		typ := ir.MatchExact
-		switch deref(h.Type, gwv1.HeaderMatchExact) {
-		case gwv1.HeaderMatchExact:
-		case gwv1.HeaderMatchRegularExpression:
-			typ = ir.MatchRegex
-			if err := t.checkRegex(h.Value); err != nil {
-				r.fail(fmt.Sprintf("%s.headers[%d].value", field, k), "%v", err)
-			}
-		default:
-			r.fail(fmt.Sprintf("%s.headers[%d].type", field, k), "header match type %q is not supported", *h.Type)
-		}
-		out.Headers = append(out.Headers, ir.HeaderMatch{Name: name, Type: typ, Value: h.Value})
+	for _, h := range m.Headers {
+		out.Headers = append(out.Headers, stringMatch(string(h.Name), string(deref(h.Type, gwv1.HeaderMatchExact)), h.Value))
 	}
-	seenQ := map[string]bool{}
-	for k, q := range m.QueryParams {
-		name := string(q.Name)
-		if seenQ[name] {
-			continue
-		}
-		seenQ[name] = true
-		typ := ir.MatchExact
-		switch deref(q.Type, gwv1.QueryParamMatchExact) {
-		case gwv1.QueryParamMatchExact:
-		case gwv1.QueryParamMatchRegularExpression:
-			typ = ir.MatchRegex
-			if err := t.checkRegex(q.Value); err != nil {
-				r.fail(fmt.Sprintf("%s.queryParams[%d].value", field, k), "%v", err)
-			}
-		default:
-			r.fail(fmt.Sprintf("%s.queryParams[%d].type", field, k), "query parameter match type %q is not supported", *q.Type)
-		}
-		out.QueryParams = append(out.QueryParams, ir.HeaderMatch{Name: name, Type: typ, Value: q.Value})
+	out.Headers = t.stringMatches(r, field+".headers", "header", true, out.Headers)
+	for _, q := range m.QueryParams {
+		out.QueryParams = append(out.QueryParams, stringMatch(string(q.Name), string(deref(q.Type, gwv1.QueryParamMatchExact)), q.Value))
 	}
+	out.QueryParams = t.stringMatches(r, field+".queryParams", "query parameter", false, out.QueryParams)
 	if m.Method != nil {
 		if !httpMethods[*m.Method] {
 			r.fail(field+".method", "method %q is not supported", *m.Method)
@@ -257,27 +226,11 @@ func (t *translator) grpcMatch(r *ruleCtx, m *gwv1.GRPCRouteMatch, field string)
 			r.fail(field+".method.type", "method match type %q is not supported", *mm.Type)
 		}
 	}
-	seen := map[string]bool{}
-	for k, h := range m.Headers {
-		name := strings.ToLower(string(h.Name))
-		if seen[name] {
-			continue
-		}
-		seen[name] = true
-		typ := ir.MatchExact
-		switch deref(h.Type, gwv1.GRPCHeaderMatchExact) {
-		case gwv1.GRPCHeaderMatchExact:
-		case gwv1.GRPCHeaderMatchRegularExpression:
-			typ = ir.MatchRegex
-			if err := t.checkRegex(h.Value); err != nil {
-				r.fail(fmt.Sprintf("%s.headers[%d].value", field, k), "%v", err)
-			}
-		default:
-			r.fail(fmt.Sprintf("%s.headers[%d].type", field, k), "header match type %q is not supported", *h.Type)
-		}
-		out.Headers = append(out.Headers, ir.HeaderMatch{Name: name, Type: typ, Value: h.Value})
+	for _, h := range m.Headers {
+		out.Headers = append(out.Headers, stringMatch(string(h.Name), string(deref(h.Type, gwv1.GRPCHeaderMatchExact)), h.Value))
 	}
-	if !seen[grpcContentType.Name] {
+	out.Headers = t.stringMatches(r, field+".headers", "header", true, out.Headers)
+	if !slices.ContainsFunc(out.Headers, func(h ir.HeaderMatch) bool { return h.Name == grpcContentType.Name }) {
 		out.Headers = append(out.Headers, grpcContentType)
 	}
 	return out
@@ -548,4 +501,42 @@ func (t *translator) finishRule(r *ruleCtx) {
 		}
 		rc.entries = append(rc.entries, e)
 	}
+}
+
+// stringMatch builds an ir.HeaderMatch from a header or query parameter
+// match as written: Type holds the Gateway API match type until
+// stringMatches turns it into the IR's.
+func stringMatch(name, typ, value string) ir.HeaderMatch {
+	return ir.HeaderMatch{Name: name, Type: ir.MatchType(typ), Value: value}
+}
+
+// stringMatches checks header or query parameter matches as written (field
+// is their list, e.g. "spec.rules[0].matches[1].headers"): only the first
+// match of a name counts, as the spec says; header names are case-insensitive
+// (lowered); regular expressions must compile.
+func (t *translator) stringMatches(r *ruleCtx, field, what string, lowerNames bool, in []ir.HeaderMatch) []ir.HeaderMatch {
+	out := in[:0]
+	seen := map[string]bool{}
+	for k, m := range in {
+		if lowerNames {
+			m.Name = strings.ToLower(m.Name)
+		}
+		if seen[m.Name] {
+			continue
+		}
+		seen[m.Name] = true
+		switch m.Type {
+		case "Exact":
+			m.Type = ir.MatchExact
+		case "RegularExpression":
+			m.Type = ir.MatchRegex
+			if err := t.checkRegex(m.Value); err != nil {
+				r.fail(fmt.Sprintf("%s[%d].value", field, k), "%v", err)
+			}
+		default:
+			r.fail(fmt.Sprintf("%s[%d].type", field, k), "%s match type %q is not supported", what, m.Type)
+		}
+		out = append(out, m)
+	}
+	return out
 }
