@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -70,37 +71,59 @@ func (c *controlPlane) serveStatus(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
+// controlPlaneFlags are the flags of the commands that run the control plane.
+type controlPlaneFlags struct {
+	dir, xdsAddr, adminAddr, gatewayAddr, logLevel *string
+	logJSON                                        *bool
+}
+
+func addControlPlaneFlags(fs *flag.FlagSet, adminDefault, adminPages string) controlPlaneFlags {
+	return controlPlaneFlags{
+		dir:         dirFlag(fs),
+		xdsAddr:     fs.String("xds-address", "127.0.0.1:18000", "address to serve xDS (ADS over gRPC) on"),
+		adminAddr:   fs.String("admin-address", adminDefault, "address to serve "+adminPages+" on"),
+		gatewayAddr: fs.String("gateway-address", "127.0.0.1", "address reported in Gateway status when a Gateway sets none"),
+		logLevel:    fs.String("log-level", "info", "debug, info, warn or error"),
+		logJSON:     fs.Bool("log-json", false, "log JSON lines"),
+	}
+}
+
+// start checks the flags and builds the logger, the admin server (listening)
+// and the control plane.
+func (f controlPlaneFlags) start(stderr io.Writer) (*slog.Logger, *admin.Server, net.Listener, *controlPlane, error) {
+	if *f.dir == "" {
+		return nil, nil, nil, nil, fmt.Errorf("%w: -f DIR is required", errUsage)
+	}
+	log, err := newLogger(stderr, *f.logLevel, *f.logJSON)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	adm := admin.New(nil)
+	cp, err := newControlPlane(*f.dir, *f.xdsAddr, *f.gatewayAddr, log, adm.Registry)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	adminLis, err := net.Listen("tcp", *f.adminAddr)
+	if err != nil {
+		cp.xdsLis.Close()
+		return nil, nil, nil, nil, fmt.Errorf("listening for admin on %s: %w", *f.adminAddr, err)
+	}
+	adm.Mux.HandleFunc("GET /status", cp.serveStatus)
+	return log, adm, adminLis, cp, nil
+}
+
 func runController(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("controller", stderr)
-	dir := dirFlag(fs)
-	xdsAddr := fs.String("xds-address", "127.0.0.1:18000", "address to serve xDS (ADS over gRPC) on")
-	adminAddr := fs.String("admin-address", "127.0.0.1:18001", "address to serve /healthz, /readyz, /metrics and /status on")
-	gatewayAddr := fs.String("gateway-address", "127.0.0.1", "address reported in Gateway status when a Gateway sets none")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	logJSON := fs.Bool("log-json", false, "log JSON lines")
+	flags := addControlPlaneFlags(fs, "127.0.0.1:18001", "/healthz, /readyz, /metrics and /status")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *dir == "" {
-		return fmt.Errorf("%w: -f DIR is required (the Kubernetes provider is not built yet)", errUsage)
-	}
-	log, err := newLogger(stderr, *logLevel, *logJSON)
-	if err != nil {
-		return err
-	}
-	adm := admin.New(nil)
-	cp, err := newControlPlane(*dir, *xdsAddr, *gatewayAddr, log, adm.Registry)
+	log, adm, adminLis, cp, err := flags.start(stderr)
 	if err != nil {
 		return err
 	}
 	adm.SetReady(cp.ready)
-	adm.Mux.HandleFunc("GET /status", cp.serveStatus)
-	adminLis, err := net.Listen("tcp", *adminAddr)
-	if err != nil {
-		cp.xdsLis.Close()
-		return fmt.Errorf("listening for admin on %s: %w", *adminAddr, err)
-	}
-	log.Info("controller starting", "dir", *dir, "xds", cp.xdsLis.Addr().String(), "admin", adminLis.Addr().String())
+	log.Info("controller starting", "dir", *flags.dir, "xds", cp.xdsLis.Addr().String(), "admin", adminLis.Addr().String())
 	g := newGroup(ctx)
 	cp.start(g)
 	g.Go("admin server", func(ctx context.Context) error { return adm.Serve(ctx, adminLis) })

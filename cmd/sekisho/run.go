@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"sort"
@@ -16,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	gwtranslate "github.com/sekisho/sekisho/gateway/translate"
-	"github.com/sekisho/sekisho/internal/admin"
 	"github.com/sekisho/sekisho/internal/gatewayproxy"
 )
 
@@ -25,32 +23,14 @@ import (
 // configuration over ADS on loopback, as they would in a cluster.
 func runEmbedded(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("run", stderr)
-	dir := dirFlag(fs)
-	xdsAddr := fs.String("xds-address", "127.0.0.1:18000", "address to serve xDS (ADS over gRPC) on")
-	adminAddr := fs.String("admin-address", "127.0.0.1:19000", "address to serve /healthz, /readyz, /metrics, /status, /config_dump and /clusters on")
-	gatewayAddr := fs.String("gateway-address", "127.0.0.1", "address reported in Gateway status when a Gateway sets none")
+	flags := addControlPlaneFlags(fs, "127.0.0.1:19000", "/healthz, /readyz, /metrics, /status, /config_dump and /clusters")
 	accessLog := fs.Bool("access-log", false, "write a JSON access log line per request to stdout")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	logJSON := fs.Bool("log-json", false, "log JSON lines")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *dir == "" {
-		return fmt.Errorf("%w: -f DIR is required", errUsage)
-	}
-	log, err := newLogger(stderr, *logLevel, *logJSON)
+	log, adm, adminLis, cp, err := flags.start(stderr)
 	if err != nil {
 		return err
-	}
-	adm := admin.New(nil)
-	cp, err := newControlPlane(*dir, *xdsAddr, *gatewayAddr, log, adm.Registry)
-	if err != nil {
-		return err
-	}
-	adminLis, err := net.Listen("tcp", *adminAddr)
-	if err != nil {
-		cp.xdsLis.Close()
-		return fmt.Errorf("listening for admin on %s: %w", *adminAddr, err)
 	}
 	g := newGroup(ctx)
 	sup := &proxies{g: g, log: log, xdsAddr: cp.xdsLis.Addr().String(), running: map[string]*runningProxy{}}
@@ -60,11 +40,10 @@ func runEmbedded(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	cp.applied = sup.reconcile
 	adm.SetReady(func() error { return errors.Join(cp.ready(), sup.ready()) })
 	adm.SetExtraGatherers(sup.gatherers)
-	adm.Mux.HandleFunc("GET /status", cp.serveStatus)
 	adm.Mux.HandleFunc("GET /config_dump", sup.forGateway(func(p *gatewayproxy.Proxy) http.HandlerFunc { return p.ServeConfigDump }))
 	adm.Mux.HandleFunc("GET /clusters", sup.forGateway(func(p *gatewayproxy.Proxy) http.HandlerFunc { return p.ServeClusters }))
 
-	log.Info("sekisho running", "dir", *dir, "xds", cp.xdsLis.Addr().String(), "admin", adminLis.Addr().String())
+	log.Info("sekisho running", "dir", *flags.dir, "xds", cp.xdsLis.Addr().String(), "admin", adminLis.Addr().String())
 	cp.start(g)
 	g.Go("admin server", func(ctx context.Context) error { return adm.Serve(ctx, adminLis) })
 	err = g.Wait()
