@@ -52,6 +52,9 @@ fuzz:
 bench: build
 	$(GO) run ./test/bench/controlplane
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x ./gateway/translate ./xds/translate ./xds/server
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk nginx)
+	test -x /usr/sbin/nginx || (apt-get update && apt-get install -y nginx)
+	$(GO) run ./test/bench/proxy -sekisho $(BIN)/sekisho $(BENCH_PROXY_FLAGS)
 
 clean:
 	rm -rf $(BIN)

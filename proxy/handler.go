@@ -424,6 +424,11 @@ func (h *handler) forward(w http.ResponseWriter, req *http.Request, cfg *config,
 		wc.ResponseHeaders.Apply(dst)
 	}
 	rt.ResponseHeaders.Apply(dst)
+	if _, ok := dst["Content-Type"]; !ok {
+		// The response goes out with the Content-Type the upstream and the
+		// route gave it, or none: never one guessed from the body.
+		dst["Content-Type"] = nil
+	}
 	st.code = resp.StatusCode
 	w.WriteHeader(resp.StatusCode)
 

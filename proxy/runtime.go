@@ -40,6 +40,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"io"
 	"log/slog"
 	"net"
@@ -105,6 +107,7 @@ type config struct {
 	snap      *xdsclient.Snapshot
 	listeners map[string]*listenerConfig
 	clusters  map[string]*upstream.Cluster
+	tables    map[string]*router.Table // by route configuration name
 }
 
 type listenerConfig struct {
@@ -356,12 +359,23 @@ func (r *Runtime) compile(s *xdsclient.Snapshot, old *config) (*config, error) {
 	}
 	tables := map[string]*router.Table{}
 	for name, rc := range s.Routes {
+		if prev := old.tables[name]; prev != nil {
+			if c := awaitingEndpoints(rc, s); c != "" {
+				// Make before break: a route table that moves traffic to a
+				// cluster whose endpoints have not arrived yet waits for
+				// them; until then the previous table keeps serving.
+				r.log.Info("route configuration waits for the endpoints of a cluster", "route_configuration", name, "cluster", c)
+				tables[name] = prev
+				continue
+			}
+		}
 		t, err := router.Compile(rc)
 		if err != nil {
 			return nil, err
 		}
 		tables[name] = t
 	}
+	cfg.tables = tables
 	for name, l := range s.Listeners {
 		lc, err := compileListener(l, tables, s.Secrets)
 		if errors.Is(err, errWarming) {
@@ -380,6 +394,18 @@ func (r *Runtime) compile(s *xdsclient.Snapshot, old *config) (*config, error) {
 		}
 		cfg.listeners[name] = lc
 	}
+	// Make before break: a cluster that a route table still in use sends
+	// traffic to stays, with its endpoints and pool, until no table does
+	// (the control plane may drop it from CDS before the new routes arrive).
+	for _, lc := range cfg.listeners {
+		for _, ch := range lc.chains {
+			for _, name := range clustersOf(ch.table) {
+				if cfg.clusters[name] == nil && old.clusters[name] != nil {
+					cfg.clusters[name] = old.clusters[name]
+				}
+			}
+		}
+	}
 	// Per-route metric caches.
 	for _, t := range tables {
 		for _, rt := range t.Routes() {
@@ -387,6 +413,63 @@ func (r *Runtime) compile(s *xdsclient.Snapshot, old *config) (*config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// awaitingEndpoints returns the name of an EDS cluster that rc sends traffic
+// to and whose ClusterLoadAssignment is not in s yet, or "".
+func awaitingEndpoints(rc *routev3.RouteConfiguration, s *xdsclient.Snapshot) string {
+	waiting := func(name string) bool {
+		cl := s.Clusters[name]
+		if cl == nil || cl.GetType() != clusterv3.Cluster_EDS {
+			return false
+		}
+		eds := cl.GetEdsClusterConfig().GetServiceName()
+		if eds == "" {
+			eds = name
+		}
+		return s.Endpoints[eds] == nil
+	}
+	for _, vh := range rc.GetVirtualHosts() {
+		for _, rt := range vh.GetRoutes() {
+			ra := rt.GetRoute()
+			if ra == nil {
+				continue
+			}
+			if c := ra.GetCluster(); c != "" && waiting(c) {
+				return c
+			}
+			for _, wc := range ra.GetWeightedClusters().GetClusters() {
+				if wc.GetWeight().GetValue() > 0 && waiting(wc.GetName()) {
+					return wc.GetName()
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// clustersOf lists the clusters a compiled route table sends traffic to.
+func clustersOf(t *router.Table) []string {
+	if t == nil {
+		return nil
+	}
+	var out []string
+	for _, rt := range t.Routes() {
+		f := rt.Forward
+		if f == nil {
+			continue
+		}
+		if f.Cluster != "" {
+			out = append(out, f.Cluster)
+		}
+		for _, w := range f.Weighted {
+			out = append(out, w.Name)
+		}
+		for _, m := range f.Mirrors {
+			out = append(out, m.Cluster)
+		}
+	}
+	return out
 }
 
 // errWarming marks a listener that names a route configuration or a secret

@@ -51,6 +51,7 @@ func (t *translator) translateListener(l *ir.Listener, chainNames map[string]boo
 	if l.Port == 0 || l.Port > 65535 {
 		return nil, nil, fmt.Errorf("port: %d is not a TCP port", l.Port)
 	}
+	t.listenerPort = l.Port
 	if len(l.FilterChains) == 0 {
 		return nil, nil, errors.New("filterChains: a listener needs at least one filter chain")
 	}

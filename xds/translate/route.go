@@ -111,7 +111,7 @@ func (t *translator) translateRoute(r *ir.Route) (*routev3.Route, error) {
 			err = fmt.Errorf("forward: %w", err)
 		}
 	case r.Redirect != nil:
-		err = redirect(route, r.Redirect, &r.Match.Path)
+		err = redirect(route, r.Redirect, &r.Match.Path, t.listenerPort)
 		if err != nil {
 			err = fmt.Errorf("redirect: %w", err)
 		}
@@ -527,7 +527,9 @@ var redirectCodes = map[int]routev3.RedirectAction_RedirectResponseCode{
 // wellKnownPorts is the port a redirect to a scheme uses when it names no port.
 var wellKnownPorts = map[string]uint32{"http": 80, "https": 443}
 
-func redirect(route *routev3.Route, r *ir.Redirect, path *ir.PathMatch) error {
+// redirect sets route's action to r. listenerPort is the port of the
+// listener the route serves.
+func redirect(route *routev3.Route, r *ir.Redirect, path *ir.PathMatch, listenerPort uint32) error {
 	code, ok := redirectCodes[r.StatusCode]
 	if !ok {
 		return fmt.Errorf("statusCode: %d is not a redirect code (301, 302, 303, 307, 308)", r.StatusCode)
@@ -551,6 +553,11 @@ func redirect(route *routev3.Route, r *ir.Redirect, path *ir.PathMatch) error {
 			// the scheme's well-known port.
 			ra.PortRedirect = port
 		}
+	} else if r.Port == 0 {
+		// The spec: with neither scheme nor port, the redirect goes to the
+		// Gateway listener's port (the proxy leaves out a port that is the
+		// scheme's default).
+		ra.PortRedirect = listenerPort
 	}
 	if r.Path != nil {
 		if r.Path.Type == ir.ReplaceFullPath {

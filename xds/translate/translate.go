@@ -139,6 +139,8 @@ type translator struct {
 	gw       *ir.Gateway
 	clusters map[string]bool // IR cluster names
 	secrets  map[string]bool // IR secret names
+	// listenerPort is the port of the listener being translated.
+	listenerPort uint32
 }
 
 func (t *translator) translate() (*Resources, error) {

@@ -616,8 +616,12 @@ func (v *validator) httpFilters(path string, fs []gwv1.HTTPRouteFilter, matches 
 			case pm.Type != gwv1.PrefixMatchHTTPPathModifier && pm.ReplacePrefixMatch != nil:
 				v.errf(pmPath+".type", "must be ReplacePrefixMatch when replacePrefixMatch is set")
 			}
-			if pm.Type == gwv1.PrefixMatchHTTPPathModifier && pm.ReplacePrefixMatch != nil &&
-				(len(matches) != 1 || matches[0].Path == nil || matches[0].Path.Type == nil || *matches[0].Path.Type != gwv1.PathMatchPathPrefix) {
+			// With the CRD's defaults applied (no matches: one PathPrefix "/"
+			// match; no path or no path type: PathPrefix), exactly one
+			// PathPrefix match.
+			onePrefix := len(matches) == 0 || len(matches) == 1 &&
+				(matches[0].Path == nil || matches[0].Path.Type == nil || *matches[0].Path.Type == gwv1.PathMatchPathPrefix)
+			if pm.Type == gwv1.PrefixMatchHTTPPathModifier && pm.ReplacePrefixMatch != nil && !onePrefix {
 				v.errf(pmPath+".replacePrefixMatch", "needs %s.matches to have exactly one match, of path type PathPrefix", rulePath)
 			}
 		}
