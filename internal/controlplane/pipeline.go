@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sekisho/sekisho/gateway/resource"
+	"github.com/sekisho/sekisho/ir"
 	gwtranslate "github.com/sekisho/sekisho/gateway/translate"
 	"github.com/sekisho/sekisho/xds/server"
 	xdstranslate "github.com/sekisho/sekisho/xds/translate"
@@ -31,6 +32,9 @@ type Pipeline struct {
 	translateSeconds prometheus.Histogram
 	problems         prometheus.Gauge
 	applies          *prometheus.CounterVec
+
+	// buildXDS turns one Gateway's IR into xDS (xdstranslate.Translate).
+	buildXDS func(*ir.Gateway) (*xdstranslate.Resources, error)
 
 	mu       sync.Mutex
 	lastGood map[string]map[resourcev3.Type][]types.Resource
@@ -55,6 +59,7 @@ func New(srv *server.Server, opts Options) *Pipeline {
 		opts:     opts.Translate,
 		log:      opts.Logger,
 		lastGood: map[string]map[resourcev3.Type][]types.Resource{},
+		buildXDS: xdstranslate.Translate,
 		translateSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sekisho_controlplane_translate_seconds",
 			Help:    "Time from a new view of the resources to snapshots set on the xDS server.",
@@ -89,7 +94,7 @@ func (p *Pipeline) Apply(ctx context.Context, res *resource.Resources, loadProbl
 	var failed []error
 	for _, gw := range result.IR.Gateways {
 		// Translate validates what it builds (Resources.Validate).
-		xr, err := xdstranslate.Translate(gw)
+		xr, err := p.buildXDS(gw)
 		if err != nil {
 			failed = append(failed, fmt.Errorf("gateway %s: %w", gw.Name, err))
 			if last, ok := p.lastGood[gw.Name]; ok {

@@ -127,6 +127,15 @@ func New(opts Options) *Server {
 	return s
 }
 
+// Snapshot returns the snapshot a Gateway's proxies are served now.
+func (s *Server) Snapshot(gateway string) (cachev3.ResourceSnapshot, error) {
+	snap, err := s.cache.GetSnapshot(gateway)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of gateway %s: %w", gateway, err)
+	}
+	return snap, nil
+}
+
 // Register registers ADS (state-of-the-world and delta) and the per-type
 // discovery services (CDS, EDS, LDS, RDS, SDS) on g.
 func (s *Server) Register(g *grpc.Server) {
