@@ -28,6 +28,7 @@ type gatewayCtx struct {
 	acceptMsg    string
 	addrOK       bool
 	addrMsg      string
+	addrPending  bool // no address assigned yet
 	irGateway    *ir.Gateway
 }
 
@@ -175,7 +176,12 @@ func (t *translator) gatewayAddresses(g *gatewayCtx) {
 		g.status.Addresses = append(g.status.Addresses, gwv1.GatewayStatusAddress{Type: &typ, Value: a.Value})
 	}
 	if len(g.status.Addresses) == 0 && g.acceptReason == "" && g.addrOK {
-		for _, a := range t.opts.DefaultAddresses {
+		addrs := t.opts.DefaultAddresses
+		if t.opts.Addresses != nil {
+			addrs = t.opts.Addresses(g.gw.Namespace, g.gw.Name)
+			g.addrPending = len(addrs) == 0
+		}
+		for _, a := range addrs {
 			typ := gwv1.IPAddressType
 			if _, err := netip.ParseAddr(a); err != nil {
 				typ = gwv1.HostnameAddressType
@@ -460,6 +466,8 @@ func (t *translator) finishGateways() {
 			st.Conditions = append(st.Conditions, condition(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonInvalid), "Gateway is not accepted", gen))
 		case !g.addrOK:
 			st.Conditions = append(st.Conditions, condition(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonAddressNotUsable), g.addrMsg, gen))
+		case g.addrPending:
+			st.Conditions = append(st.Conditions, condition(string(gwv1.GatewayConditionProgrammed), false, string(gwv1.GatewayReasonAddressNotAssigned), "Waiting for the proxy Service to get an address", gen))
 		default:
 			st.Conditions = append(st.Conditions, condition(string(gwv1.GatewayConditionProgrammed), true, string(gwv1.GatewayReasonProgrammed), "Gateway is programmed", gen))
 		}

@@ -49,6 +49,11 @@ type Options struct {
 	// DefaultAddresses are reported in Gateway status when the Gateway has no
 	// spec.addresses; file mode passes "127.0.0.1".
 	DefaultAddresses []string
+	// Addresses, when set, gives the addresses of a Gateway that sets none
+	// (in Kubernetes mode: those of the proxy Service provisioned for it),
+	// in place of DefaultAddresses. None yet: the Gateway is served, but not
+	// Programmed (AddressNotAssigned) until it has one.
+	Addresses func(namespace, name string) []string
 }
 
 // Result is what Translate computed.
