@@ -115,8 +115,13 @@ func (f controlPlaneFlags) start(stderr io.Writer) (*slog.Logger, *admin.Server,
 func runController(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("controller", stderr)
 	flags := addControlPlaneFlags(fs, "127.0.0.1:18001", "/healthz, /readyz, /metrics and /status")
+	kf := addKubeFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *flags.dir == "" {
+		// No folder: Kubernetes mode.
+		return runKubeController(ctx, flags, kf, stderr)
 	}
 	log, adm, adminLis, cp, err := flags.start(stderr)
 	if err != nil {

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/sekisho/sekisho/gateway/infra"
+	"github.com/sekisho/sekisho/gateway/provider/kube"
+	"github.com/sekisho/sekisho/gateway/resource"
+	gwtranslate "github.com/sekisho/sekisho/gateway/translate"
+	"github.com/sekisho/sekisho/internal/admin"
+	"github.com/sekisho/sekisho/internal/controlplane"
+	"github.com/sekisho/sekisho/xds/server"
+)
+
+// kubeFlags are the Kubernetes mode's own flags.
+type kubeFlags struct {
+	kubeconfig, namespace, leaseName, proxyImage, proxyXDS *string
+	leaderElect, provision                                 *bool
+}
+
+// addKubeFlags adds them to fs; they apply when -f is not given.
+func addKubeFlags(fs *flag.FlagSet) kubeFlags {
+	return kubeFlags{
+		kubeconfig:  fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster, or $KUBECONFIG)"),
+		namespace:   fs.String("namespace", "sekisho-system", "the controller's own namespace (leader-election Lease)"),
+		leaseName:   fs.String("leader-election-id", "sekisho-controller", "name of the leader-election Lease"),
+		proxyImage:  fs.String("proxy-image", "ghcr.io/sekisho/sekisho:latest", "image of the per-Gateway proxies"),
+		proxyXDS:    fs.String("proxy-xds-address", "", "xDS address the per-Gateway proxies dial (default: sekisho-controller.NAMESPACE.svc:18000)"),
+		leaderElect: fs.Bool("leader-elect", false, "elect one replica to write status and provision proxies (every replica serves xDS)"),
+		provision:   fs.Bool("provision", true, "provision a proxy Deployment, Service and ServiceAccount per Gateway"),
+	}
+}
+
+// runKubeController is `sekisho controller` in Kubernetes mode.
+func runKubeController(ctx context.Context, flags controlPlaneFlags, kf kubeFlags, stderr io.Writer) error {
+	log, err := newLogger(stderr, *flags.logLevel, *flags.logJSON)
+	if err != nil {
+		return err
+	}
+	ctrl.SetLogger(logr.FromSlogHandler(log.With("component", "controller-runtime").Handler()))
+	restCfg, err := restConfig(*kf.kubeconfig)
+	if err != nil {
+		return err
+	}
+	scheme, err := kube.Scheme()
+	if err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:        "0",
+		LeaderElection:                *kf.leaderElect,
+		LeaderElectionID:              *kf.leaseName,
+		LeaderElectionNamespace:       *kf.namespace,
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return fmt.Errorf("creating the controller manager: %w", err)
+	}
+
+	adm := admin.New(nil)
+	xdsLis, err := net.Listen("tcp", *flags.xdsAddr)
+	if err != nil {
+		return fmt.Errorf("listening for xDS on %s: %w", *flags.xdsAddr, err)
+	}
+	adminLis, err := net.Listen("tcp", *flags.adminAddr)
+	if err != nil {
+		xdsLis.Close()
+		return fmt.Errorf("listening for admin on %s: %w", *flags.adminAddr, err)
+	}
+	srv := server.New(server.Options{Logger: log, Registerer: adm.Registry})
+	proxyXDS := *kf.proxyXDS
+	if proxyXDS == "" {
+		proxyXDS = "sekisho-controller." + *kf.namespace + ".svc:18000"
+	}
+	k := &kubeControlPlane{
+		log:       log,
+		status:    &kube.StatusWriter{Client: mgr.GetClient()},
+		infra:     &infra.Provisioner{Client: mgr.GetClient()},
+		proxy:     infra.Defaults(*kf.proxyImage, proxyXDS),
+		provision: *kf.provision,
+	}
+	k.pipe = controlplane.New(srv, controlplane.Options{
+		Translate:  gwtranslate.Options{Addresses: k.addresses},
+		Logger:     log.With("component", "controlplane"),
+		Registerer: adm.Registry,
+	})
+	elected := mgr.Elected()
+	if !*kf.leaderElect {
+		elected = nil
+	}
+	if _, err := kube.Register(mgr, kube.Options{Logger: log, Handler: k.handle, Elected: elected}); err != nil {
+		return err
+	}
+	adm.SetReady(func() error {
+		if !k.pipe.Ready() {
+			return errors.New("no configuration applied yet")
+		}
+		return nil
+	})
+	adm.Mux.HandleFunc("GET /status", (&controlPlane{pipe: k.pipe}).serveStatus)
+
+	log.Info("controller starting (Kubernetes)", "xds", xdsLis.Addr().String(), "admin", adminLis.Addr().String(),
+		"leader_election", *kf.leaderElect, "namespace", *kf.namespace)
+	g := newGroup(ctx)
+	g.Go("xds server", func(ctx context.Context) error { return srv.Serve(ctx, xdsLis) })
+	g.Go("admin server", func(ctx context.Context) error { return adm.Serve(ctx, adminLis) })
+	g.Go("controller manager", mgr.Start)
+	err = g.Wait()
+	log.Info("controller stopped")
+	return err
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("reading kubeconfig %s: %w", kubeconfig, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := ctrlconfig.GetConfig()
+	if err != nil {
+		return nil, fmt.Errorf("finding the Kubernetes API (in-cluster, $KUBECONFIG or ~/.kube/config): %w", err)
+	}
+	return cfg, nil
+}
+
+// kubeControlPlane turns each view of the cluster into xDS, and, on the
+// leader, into status and provisioned proxies.
+type kubeControlPlane struct {
+	log       *slog.Logger
+	pipe      *controlplane.Pipeline
+	status    *kube.StatusWriter
+	infra     *infra.Provisioner
+	proxy     infra.ProxyConfig
+	provision bool
+
+	mu  sync.Mutex
+	res *resource.Resources // the view being translated, for addresses
+}
+
+// addresses gives a Gateway the addresses of its proxy Service.
+func (k *kubeControlPlane) addresses(namespace, name string) []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.res == nil {
+		return nil
+	}
+	want := infra.Name(name)
+	for _, s := range k.res.Services {
+		if s.Namespace == namespace && s.Name == want {
+			return infra.Addresses(s)
+		}
+	}
+	return nil
+}
+
+func (k *kubeControlPlane) handle(ctx context.Context, res *resource.Resources, elected bool) error {
+	k.mu.Lock()
+	k.res = res
+	k.mu.Unlock()
+	start := time.Now()
+	result, applyErr := k.pipe.Apply(ctx, res, nil)
+	if !elected {
+		return applyErr
+	}
+	var errs []error
+	if applyErr != nil {
+		errs = append(errs, applyErr)
+	}
+	if k.provision {
+		keep := map[string]bool{}
+		byName := map[string]*gwv1.Gateway{}
+		for _, gw := range res.Gateways {
+			byName[gw.Namespace+"/"+gw.Name] = gw
+		}
+		for _, g := range result.IR.Gateways {
+			gw := byName[g.Name]
+			if gw == nil {
+				continue
+			}
+			keep[g.Name] = true
+			if err := k.infra.Apply(ctx, gw, k.proxy); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := k.infra.Prune(ctx, keep); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	n, err := k.status.Write(ctx, res, result.Status)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	k.log.Debug("reconciled", "status_updates", n, "duration", time.Since(start))
+	return errors.Join(errs...)
+}
