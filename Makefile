@@ -5,10 +5,13 @@ SHELL := /bin/bash
 GO ?= go
 BIN := $(CURDIR)/bin
 STATICCHECK_VERSION := v0.8.2
+# controller-tools v0.21 is built against k8s.io/apimachinery v0.36, as go.mod is.
+CONTROLLER_GEN_VERSION := v0.21.0
+HELM_VERSION := v3.22.0
 FUZZTIME ?= 30s
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build run test lint unit fuzz bench clean
+.PHONY: all build run test lint unit fuzz bench clean tools etcd generate generate-tools
 
 all: build
 
@@ -19,6 +22,25 @@ $(BIN)/sekisho: $(shell find . -name '*.go' -not -path './test/tools/*') go.mod 
 
 $(BIN)/staticcheck:
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+# Real peers for the Kubernetes-mode tests (test/kube, test/scripts/kube-up.sh):
+# kube-apiserver and kubectl built from the separate module test/tools (a few
+# minutes each, once per machine: they are only rebuilt when missing), and
+# Debian's etcd.
+KUBE_VERSION := v1.36.3
+KUBE_LDFLAGS := $(foreach pkg,k8s.io/client-go/pkg/version k8s.io/component-base/version,\
+	-X $(pkg).gitVersion=$(KUBE_VERSION) -X $(pkg).gitMajor=1 -X $(pkg).gitMinor=36 -X $(pkg).gitTreeState=clean)
+
+tools: $(BIN)/kube-apiserver $(BIN)/kubectl etcd
+
+$(BIN)/kube-apiserver:
+	cd test/tools && $(GO) build -ldflags '$(KUBE_LDFLAGS)' -o $@ ./kube-apiserver
+
+$(BIN)/kubectl:
+	cd test/tools && $(GO) build -ldflags '$(KUBE_LDFLAGS)' -o $@ ./kubectl
+
+etcd:
+	@test -x /usr/bin/etcd || (apt-get update && apt-get install -y etcd-server)
 
 # The quickstart: two demo backends (v1 on 127.0.0.1:9001, v2 on :9002) and
 # sekisho (control plane + proxy) serving examples/quickstart on :8080, with
@@ -38,8 +60,26 @@ lint: $(BIN)/staticcheck
 	$(GO) vet ./...
 	$(BIN)/staticcheck ./...
 
+# controller-gen and helm for `make generate` and its drift test (crds/) and
+# the chart's tests (deploy/); each is rebuilt when bin/ holds another version.
+generate-tools:
+	@$(GO) version -m $(BIN)/controller-gen 2>/dev/null | grep -qE '^\s+mod\s+sigs.k8s.io/controller-tools\s+$(CONTROLLER_GEN_VERSION)\s' || \
+	  { echo "building controller-gen $(CONTROLLER_GEN_VERSION)"; GOBIN=$(BIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION); }
+	@$(GO) version -m $(BIN)/helm 2>/dev/null | grep -qE '^\s+mod\s+helm.sh/helm/v3\s+$(HELM_VERSION)\s' || \
+	  { echo "building helm $(HELM_VERSION)"; GOBIN=$(BIN) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); }
+
+# Regenerates every generated file (crds/doc.go says which): deepcopy
+# and CRD YAML of each API package under crds/ (controller-gen), the Gateway API
+# standard CRDs copied from the module go.mod pins into crds/gateway-api/, the
+# Helm chart's crds/, and deploy/install.yaml (helm template). crds' TestGenerated
+# does the work, so `make test` fails whenever a checked-in copy is stale.
+generate: generate-tools
+	$(GO) test -count=1 -run '^TestGenerated$$' ./crds -update -v
+
+tools: generate-tools
+
 # Unit, golden, fuzz-seed and end-to-end tests.
-unit:
+unit: generate-tools
 	$(GO) test -race -count=1 ./...
 
 # Runs each fuzzer for FUZZTIME (the seeds alone run in `make test`).

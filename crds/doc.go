@@ -1,0 +1,21 @@
+// Package crds holds sekisho's Kubernetes APIs and the CustomResourceDefinitions
+// a cluster needs for them.
+//
+//   - config/v1alpha1: config.sekisho.dev, GatewayClassConfig (GatewayClass parameters).
+//   - generated/: the CRD YAML controller-gen makes from every API package here.
+//   - gateway-api/: the Gateway API standard-channel CRDs, copied from the
+//     sigs.k8s.io/gateway-api module go.mod pins.
+//
+// Each API package's zz_generated.deepcopy.go, generated/, gateway-api/, the Helm
+// chart's crds/ and deploy/install.yaml are all generated: `make generate` rewrites
+// them, and TestGenerated fails when a checked-in copy differs from what the
+// generators make. A new API package (policy/v1alpha1, say) needs only the
+// `+kubebuilder:object:generate=true` and `+groupName` markers on its package.
+package crds
+
+import "embed"
+
+// FS holds generated/*.yaml and gateway-api/*.yaml: every CRD sekisho installs.
+//
+//go:embed generated/*.yaml gateway-api/*.yaml
+var FS embed.FS
