@@ -192,13 +192,21 @@ func (k *kubeControlPlane) handle(ctx context.Context, res *resource.Resources, 
 		for _, gw := range res.Gateways {
 			byName[gw.Namespace+"/"+gw.Name] = gw
 		}
+		classes := map[string]*gwv1.GatewayClass{}
+		for _, gc := range res.GatewayClasses {
+			classes[gc.Name] = gc
+		}
 		for _, g := range result.IR.Gateways {
 			gw := byName[g.Name]
 			if gw == nil {
 				continue
 			}
 			keep[g.Name] = true
-			if err := k.infra.Apply(ctx, gw, k.proxy); err != nil {
+			cfg := k.proxy
+			if gc := classes[string(gw.Spec.GatewayClassName)]; gc != nil {
+				cfg = infra.WithConfig(cfg, gwtranslate.ClassConfig(res, gc))
+			}
+			if err := k.infra.Apply(ctx, gw, cfg); err != nil {
 				errs = append(errs, err)
 			}
 		}

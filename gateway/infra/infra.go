@@ -23,6 +23,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	configv1alpha1 "github.com/sekisho/sekisho/crds/config/v1alpha1"
 )
 
 // Labels on every object infra provisions.
@@ -297,6 +299,58 @@ func Addresses(svc *corev1.Service) []string {
 		if ip != "" && !strings.EqualFold(ip, corev1.ClusterIPNone) {
 			out = append(out, ip)
 		}
+	}
+	return out
+}
+
+// WithConfig returns base overridden by what a GatewayClassConfig sets.
+func WithConfig(base ProxyConfig, c *configv1alpha1.GatewayClassConfig) ProxyConfig {
+	if c == nil {
+		return base
+	}
+	out := base
+	if x := c.Spec.XDS; x != nil && x.Address != nil {
+		out.XDSAddress = *x.Address
+	}
+	p := c.Spec.Proxy
+	if p == nil {
+		return out
+	}
+	if p.Image != nil {
+		out.Image = *p.Image
+	}
+	if p.ImagePullPolicy != nil {
+		out.ImagePullPolicy = *p.ImagePullPolicy
+	}
+	if p.Replicas != nil {
+		out.Replicas = *p.Replicas
+	}
+	if p.Resources != nil {
+		out.Resources = *p.Resources
+	}
+	if s := p.Service; s != nil {
+		if s.Type != nil {
+			out.ServiceType = *s.Type
+		}
+		out.ServiceAnnotations = s.Annotations
+		if s.ExternalTrafficPolicy != nil {
+			out.ExternalTrafficPolicy = *s.ExternalTrafficPolicy
+		}
+	}
+	out.PodAnnotations = p.PodAnnotations
+	if len(p.PodLabels) > 0 {
+		out.PodLabels = map[string]string{}
+		for k, v := range p.PodLabels {
+			out.PodLabels[k] = string(v)
+		}
+	}
+	out.NodeSelector = p.NodeSelector
+	out.Tolerations = p.Tolerations
+	if p.LogLevel != nil {
+		out.LogLevel = string(*p.LogLevel)
+	}
+	if p.AccessLog != nil {
+		out.AccessLog = *p.AccessLog
 	}
 	return out
 }

@@ -8,6 +8,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	configv1alpha1 "github.com/sekisho/sekisho/crds/config/v1alpha1"
 )
 
 func TestObjects(t *testing.T) {
@@ -75,5 +77,25 @@ func TestAddresses(t *testing.T) {
 	cip := &corev1.Service{Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIPs: []string{"10.96.0.5"}}}
 	if got := Addresses(cip); !slices.Equal(got, []string{"10.96.0.5"}) {
 		t.Errorf("ClusterIP addresses = %v", got)
+	}
+}
+
+func TestWithConfig(t *testing.T) {
+	base := Defaults("img:1", "cp:18000")
+	if got := WithConfig(base, nil); got.Image != "img:1" || got.Replicas != 1 || got.ServiceType != corev1.ServiceTypeLoadBalancer {
+		t.Errorf("no config changed the defaults: %+v", got)
+	}
+	two, cip, img, xds, debug := int32(2), corev1.ServiceTypeClusterIP, "img:2", "elsewhere:1", configv1alpha1.LogLevelDebug
+	c := &configv1alpha1.GatewayClassConfig{Spec: configv1alpha1.GatewayClassConfigSpec{
+		Proxy: &configv1alpha1.ProxyConfig{Image: &img, Replicas: &two, Service: &configv1alpha1.ProxyServiceConfig{Type: &cip},
+			PodLabels: map[string]configv1alpha1.LabelValue{"team": "edge"}, LogLevel: &debug},
+		XDS: &configv1alpha1.XDSConfig{Address: &xds},
+	}}
+	got := WithConfig(base, c)
+	if got.Image != img || got.Replicas != 2 || got.ServiceType != cip || got.PodLabels["team"] != "edge" || got.LogLevel != "debug" || got.XDSAddress != xds {
+		t.Errorf("config not applied: %+v", got)
+	}
+	if base.Image != "img:1" {
+		t.Error("WithConfig changed its base")
 	}
 }

@@ -10,6 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	configv1alpha1 "github.com/sekisho/sekisho/crds/config/v1alpha1"
 )
 
 // ControllerName is the GatewayClass controllerName sekisho serves.
@@ -28,6 +30,8 @@ type Resources struct {
 	EndpointSlices  []*discoveryv1.EndpointSlice
 	Secrets         []*corev1.Secret
 	Namespaces      []*corev1.Namespace
+	// GatewayClassConfigs are sekisho's GatewayClass parameters.
+	GatewayClassConfigs []*configv1alpha1.GatewayClassConfig
 
 	// Sources says where each object was read from; the file provider fills it,
 	// the Kubernetes provider leaves it empty.

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	configv1alpha1 "github.com/sekisho/sekisho/crds/config/v1alpha1"
 	"github.com/sekisho/sekisho/gateway/resource"
 	"github.com/sekisho/sekisho/ir"
 )
@@ -80,14 +81,53 @@ func (t *translator) translateClasses() {
 		if gc == nil || gc.Spec.ControllerName != t.controllerName {
 			continue
 		}
-		t.classes[gc.Name] = gc
-		st := &gwv1.GatewayClassStatus{
-			Conditions: []metav1.Condition{condition(string(gwv1.GatewayClassConditionStatusAccepted), true,
-				string(gwv1.GatewayClassReasonAccepted), "Handled by "+string(t.controllerName), gc.Generation)},
-			SupportedFeatures: SupportedFeatures(),
-		}
+		st := &gwv1.GatewayClassStatus{SupportedFeatures: SupportedFeatures()}
 		t.status.GatewayClasses[nsName{Name: gc.Name}] = st
+		if msg := t.checkParameters(gc); msg != "" {
+			// Not accepted: its Gateways are left alone until it is fixed.
+			st.Conditions = []metav1.Condition{condition(string(gwv1.GatewayClassConditionStatusAccepted), false,
+				string(gwv1.GatewayClassReasonInvalidParameters), msg, gc.Generation)}
+			t.problem(resource.ObjectKey{Kind: "GatewayClass", Name: gc.Name}, "spec.parametersRef", msg, false)
+			continue
+		}
+		t.classes[gc.Name] = gc
+		st.Conditions = []metav1.Condition{condition(string(gwv1.GatewayClassConditionStatusAccepted), true,
+			string(gwv1.GatewayClassReasonAccepted), "Handled by "+string(t.controllerName), gc.Generation)}
 	}
+}
+
+// checkParameters says what is wrong with a GatewayClass's parametersRef,
+// or "" when it has none or it names an existing GatewayClassConfig.
+func (t *translator) checkParameters(gc *gwv1.GatewayClass) string {
+	ref := gc.Spec.ParametersRef
+	if ref == nil {
+		return ""
+	}
+	if string(ref.Group) != configv1alpha1.GroupVersion.Group || string(ref.Kind) != configv1alpha1.GatewayClassConfigKind {
+		return fmt.Sprintf("parametersRef must name a %s of group %s, not %s %q", configv1alpha1.GatewayClassConfigKind, configv1alpha1.GroupVersion.Group, ref.Kind, ref.Group)
+	}
+	if ref.Namespace == nil || *ref.Namespace == "" {
+		return "parametersRef must set the namespace of the GatewayClassConfig"
+	}
+	if ClassConfig(t.res, gc) == nil {
+		return fmt.Sprintf("GatewayClassConfig %s/%s not found", *ref.Namespace, ref.Name)
+	}
+	return ""
+}
+
+// ClassConfig returns the GatewayClassConfig in res that gc's parametersRef
+// names, or nil when it names none or one that does not exist.
+func ClassConfig(res *resource.Resources, gc *gwv1.GatewayClass) *configv1alpha1.GatewayClassConfig {
+	ref := gc.Spec.ParametersRef
+	if ref == nil || ref.Namespace == nil || string(ref.Kind) != configv1alpha1.GatewayClassConfigKind || string(ref.Group) != configv1alpha1.GroupVersion.Group {
+		return nil
+	}
+	for _, c := range res.GatewayClassConfigs {
+		if c != nil && c.Namespace == string(*ref.Namespace) && c.Name == ref.Name {
+			return c
+		}
+	}
+	return nil
 }
 
 func (t *translator) translateGateways() {

@@ -19,6 +19,7 @@ import (
 	gwv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	configv1alpha1 "github.com/sekisho/sekisho/crds/config/v1alpha1"
 	"github.com/sekisho/sekisho/gateway/resource"
 )
 
@@ -40,6 +41,7 @@ var kinds = map[string]func() any{
 	"discovery.k8s.io/v1/EndpointSlice": func() any { return &discoveryv1.EndpointSlice{} },
 	"v1/Secret":                         func() any { return &corev1.Secret{} },
 	"v1/Namespace":                      func() any { return &corev1.Namespace{} },
+	"config.sekisho.dev/v1alpha1/GatewayClassConfig": func() any { return &configv1alpha1.GatewayClassConfig{} },
 }
 
 // ParseBytes decodes every YAML document of one file into res, recording where
@@ -249,5 +251,7 @@ func add(res *resource.Resources, key resource.ObjectKey, o any) {
 		res.Secrets = append(res.Secrets, o)
 	case *corev1.Namespace:
 		res.Namespaces = append(res.Namespaces, o)
+	case *configv1alpha1.GatewayClassConfig:
+		res.GatewayClassConfigs = append(res.GatewayClassConfigs, o)
 	}
 }

@@ -24,13 +24,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	configv1alpha1 "github.com/sekisho/sekisho/crds/config/v1alpha1"
 	"github.com/sekisho/sekisho/gateway/resource"
 )
 
 // Scheme returns a scheme with every kind the provider reads or writes.
 func Scheme() (*runtime.Scheme, error) {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, gwv1.Install} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, gwv1.Install, configv1alpha1.AddToScheme} {
 		if err := add(s); err != nil {
 			return nil, fmt.Errorf("building the scheme: %w", err)
 		}
@@ -88,7 +89,8 @@ func Register(mgr ctrl.Manager, opts Options) (*Provider, error) {
 		Watches(&discoveryv1.EndpointSlice{}, toAll).
 		Watches(&corev1.Secret{}, toAll).
 		Watches(&corev1.Namespace{}, toAll).
-		Watches(&appsv1.Deployment{}, toAll)
+		Watches(&appsv1.Deployment{}, toAll).
+		Watches(&configv1alpha1.GatewayClassConfig{}, toAll)
 	if err := b.Complete(p); err != nil {
 		return nil, fmt.Errorf("registering the Gateway API controller: %w", err)
 	}
@@ -133,6 +135,7 @@ func (p *Provider) read(ctx context.Context) (*resource.Resources, error) {
 		slices   discoveryv1.EndpointSliceList
 		secrets  corev1.SecretList
 		nss      corev1.NamespaceList
+		configs  configv1alpha1.GatewayClassConfigList
 	)
 	for _, l := range []struct {
 		kind string
@@ -140,7 +143,7 @@ func (p *Provider) read(ctx context.Context) (*resource.Resources, error) {
 	}{
 		{"GatewayClasses", &classes}, {"Gateways", &gateways}, {"HTTPRoutes", &https}, {"GRPCRoutes", &grpcs},
 		{"ReferenceGrants", &grants}, {"Services", &services}, {"EndpointSlices", &slices},
-		{"Secrets", &secrets}, {"Namespaces", &nss},
+		{"Secrets", &secrets}, {"Namespaces", &nss}, {"GatewayClassConfigs", &configs},
 	} {
 		if err := p.client.List(ctx, l.list); err != nil {
 			return nil, fmt.Errorf("listing %s: %w", l.kind, err)
@@ -175,6 +178,9 @@ func (p *Provider) read(ctx context.Context) (*resource.Resources, error) {
 	}
 	for i := range nss.Items {
 		res.Namespaces = append(res.Namespaces, &nss.Items[i])
+	}
+	for i := range configs.Items {
+		res.GatewayClassConfigs = append(res.GatewayClassConfigs, &configs.Items[i])
 	}
 	return res, nil
 }
