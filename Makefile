@@ -52,7 +52,7 @@ run: build
 	  $(BIN)/sekisho echo --listen 127.0.0.1:9002 --name v2 & \
 	  $(BIN)/sekisho run -f examples/quickstart
 
-test: lint unit
+test: tools lint unit
 
 lint: $(BIN)/staticcheck
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

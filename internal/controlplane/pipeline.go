@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sekisho/sekisho/gateway/resource"
-	"github.com/sekisho/sekisho/ir"
 	gwtranslate "github.com/sekisho/sekisho/gateway/translate"
+	"github.com/sekisho/sekisho/ir"
 	"github.com/sekisho/sekisho/xds/server"
 	xdstranslate "github.com/sekisho/sekisho/xds/translate"
 )
