@@ -289,9 +289,9 @@ func (h *handler) forward(w http.ResponseWriter, req *http.Request, cfg *config,
 		defer cancel()
 	}
 
-	out := &http.Request{
+	// out is copied (with its URL and context) for each attempt.
+	out := http.Request{
 		Method:     req.Method,
-		URL:        &url.URL{Scheme: "http", Opaque: fwdPath, RawQuery: req.URL.RawQuery},
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
@@ -339,14 +339,13 @@ func (h *handler) forward(w http.ResponseWriter, req *http.Request, cfg *config,
 		}
 		tryCtx := tries.next(ctx, perTry)
 		try := out.WithContext(tryCtx)
-		u := *out.URL
-		u.Host = ep.Addr
-		try.URL = &u
+		try.URL = &url.URL{Scheme: "http", Host: ep.Addr, Opaque: fwdPath, RawQuery: req.URL.RawQuery}
 		if body != nil {
 			try.Body = io.NopCloser(bytes.NewReader(body))
+			try.GetBody = replay(body)
 		}
 		var err error
-		resp, err = cl.Transport.RoundTrip(try)
+		resp, err = cl.RT.RoundTrip(try)
 		lastFail = failNone
 		if err != nil {
 			switch {
@@ -378,8 +377,8 @@ func (h *handler) forward(w http.ResponseWriter, req *http.Request, cfg *config,
 		if attempt < retries && f.Retry.RetriableStatus(resp.StatusCode) {
 			cl.Done(ep, resp.StatusCode >= 500)
 			drain(resp.Body)
+			resp = nil
 			if !sleepCtx(ctx, f.Retry.Backoff(attempt+1)) {
-				resp = nil
 				lastFail = failTimeout
 				break
 			}
@@ -435,7 +434,9 @@ func (h *handler) forward(w http.ResponseWriter, req *http.Request, cfg *config,
 	flush := resp.ContentLength < 0 || resp.ProtoMajor == 2
 	n, err := copyBody(w, resp.Body, flush)
 	st.bytes = n
-	_ = resp.Body.Close()
+	trailer := resp.Trailer
+	_ = resp.Body.Close() // resp must not be used after this
+
 	if err != nil {
 		if !errors.Is(err, context.Canceled) {
 			failed = true
@@ -444,10 +445,15 @@ func (h *handler) forward(w http.ResponseWriter, req *http.Request, cfg *config,
 		// client does not take a truncated body for a whole one.
 		panic(http.ErrAbortHandler)
 	}
-	for k, vv := range resp.Trailer {
+	for k, vv := range trailer {
 		dst[http.TrailerPrefix+k] = vv
 	}
 	return true
+}
+
+// replay gives a buffered request body again (http.Request.GetBody).
+func replay(b []byte) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 }
 
 func (h *handler) retriable(p *router.RetryPolicy, fail, _ int) bool {
@@ -574,13 +580,14 @@ func (h *handler) mirror(req *http.Request, mc *upstream.Cluster, host, path str
 		}()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		resp, err := mc.Transport.RoundTrip(out.WithContext(ctx))
+		resp, err := mc.RT.RoundTrip(out.WithContext(ctx))
 		if err != nil {
 			mc.Done(ep, true)
 			return
 		}
+		failed := resp.StatusCode >= 500
 		drain(resp.Body)
-		mc.Done(ep, resp.StatusCode >= 500)
+		mc.Done(ep, failed)
 	}()
 }
 

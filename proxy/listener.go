@@ -217,6 +217,9 @@ type server struct {
 	tls  bool
 	ln   net.Listener
 	srv  *http.Server
+	// fast serves plaintext HTTP/1.1 itself; srv then serves only the h2c
+	// connections it hands over. nil for TLS listeners.
+	fast *h1Server
 }
 
 type connInfoKey struct{}
@@ -235,8 +238,12 @@ func (r *Runtime) newServer(lc *listenerConfig, ln net.Listener) *server {
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(true)
 	protos.SetUnencryptedHTTP2(true)
+	h := &handler{rt: r, listener: lc.name}
+	if !lc.tls {
+		s.fast = newH1Server(s, h)
+	}
 	s.srv = &http.Server{
-		Handler:           &handler{rt: r, listener: lc.name},
+		Handler:           h,
 		Protocols:         &protos,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
@@ -266,7 +273,8 @@ func (s *server) start() {
 	if s.tls {
 		l = newTLSListener(s)
 	} else {
-		l = &guardListener{Listener: s.ln, s: s}
+		l = s.fast.h2
+		go s.fast.acceptLoop()
 	}
 	go func() {
 		if err := s.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -275,29 +283,24 @@ func (s *server) start() {
 	}()
 }
 
+// shutdown stops accepting and waits for the connections to finish their
+// requests (idle ones are closed), until ctx is done.
+func (s *server) shutdown(ctx context.Context) error {
+	if s.fast == nil {
+		return s.srv.Shutdown(ctx)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Shutdown(ctx) }()
+	err := s.fast.shutdown(ctx)
+	return errors.Join(err, <-errc)
+}
+
 // maxHead is the header limit of the listener's current configuration.
 func (s *server) maxHead() int {
 	if lc := s.rt.cfg.Load().listeners[s.name]; lc != nil && lc.maxHead > 0 {
 		return lc.maxHead
 	}
 	return defaultMaxHeaderBytes
-}
-
-// guardListener wraps each plaintext connection in a guardConn.
-type guardListener struct {
-	net.Listener
-	s *server
-}
-
-func (l *guardListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
-	}
-	return newGuardConn(c, l.s.maxHead()), nil
 }
 
 // tlsListener terminates TLS itself (the certificate chosen by SNI from the

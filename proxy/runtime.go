@@ -15,9 +15,20 @@
 //     "%3B"), so a backend never sees a path that another route would have
 //     taken. A '#' in a request path is refused with 400.
 //   - Host matching ignores the port of the Host header.
-//   - Request smuggling: see guardConn. Requests with Content-Length and
+//   - Request smuggling: plaintext HTTP/1.1 is served by h1Server, whose
+//     request parser (package h1) is strict; HTTP/1.1 over TLS goes through
+//     guardConn into net/http. Either way, requests with Content-Length and
 //     Transfer-Encoding, several Content-Length lines, obs-fold, or a header
-//     block over max_request_headers_kb are answered 400 and never forwarded.
+//     block over max_request_headers_kb are answered 400 (431) and never
+//     forwarded.
+//   - Plaintext HTTP/1.1 listeners and plain-HTTP clusters run on sekisho's
+//     own HTTP/1.1 code (h1Server, upstream.Client): one goroutine per client
+//     connection, which reads each request, writes it upstream and reads the
+//     response on a pooled connection itself. A client that goes away is
+//     noticed when its response is written, not while the upstream works.
+//     HTTP/2 (h2c with prior knowledge, handed over by h1Server; h2 over TLS)
+//     and HTTP/1.1 over TLS are served by net/http; h2c clusters use
+//     http.Transport.
 //   - Retries: a request is retried only when its body can be replayed: a
 //     request without a body, or one whose Content-Length is at most
 //     MaxReplayBody (buffered before the first attempt). Larger or chunked
@@ -234,7 +245,7 @@ func (r *Runtime) Apply(s *xdsclient.Snapshot) error {
 			defer r.draining.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
-			if err := s.srv.Shutdown(ctx); err != nil {
+			if err := s.shutdown(ctx); err != nil {
 				r.log.Warn("draining listener", "listener", s.name, "error", err)
 			}
 		}(cur)
@@ -275,7 +286,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 		wg.Add(1)
 		go func(s *server) {
 			defer wg.Done()
-			if err := s.srv.Shutdown(ctx); err != nil {
+			if err := s.shutdown(ctx); err != nil {
 				emu.Lock()
 				errs = append(errs, fmt.Errorf("closing listener %q: %w", s.name, err))
 				emu.Unlock()
@@ -358,6 +369,7 @@ func (r *Runtime) compile(s *xdsclient.Snapshot, old *config) (*config, error) {
 		cfg.clusters[name] = cc
 	}
 	tables := map[string]*router.Table{}
+	reused := map[*router.Table]bool{} // already serving: their routes keep their Ext
 	for name, rc := range s.Routes {
 		if prev := old.tables[name]; prev != nil {
 			if c := awaitingEndpoints(rc, s); c != "" {
@@ -366,6 +378,7 @@ func (r *Runtime) compile(s *xdsclient.Snapshot, old *config) (*config, error) {
 				// them; until then the previous table keeps serving.
 				r.log.Info("route configuration waits for the endpoints of a cluster", "route_configuration", name, "cluster", c)
 				tables[name] = prev
+				reused[prev] = true
 				continue
 			}
 		}
@@ -408,6 +421,9 @@ func (r *Runtime) compile(s *xdsclient.Snapshot, old *config) (*config, error) {
 	}
 	// Per-route metric caches.
 	for _, t := range tables {
+		if reused[t] {
+			continue
+		}
 		for _, rt := range t.Routes() {
 			rt.Ext = r.routeExt(rt)
 		}

@@ -81,7 +81,9 @@ type Cluster struct {
 	LeastRequest   bool
 	Outlier        Outlier
 	Endpoints      []*Endpoint
-	Transport      *http.Transport
+	// RT sends requests to the endpoints: sekisho's own HTTP/1.1 Client
+	// for plain-HTTP clusters, an http.Transport for h2c ones.
+	RT http.RoundTripper
 
 	now func() time.Time
 	rr  atomic.Uint64
@@ -196,10 +198,14 @@ func Compile(cl *clusterv3.Cluster, cla *endpointv3.ClusterLoadAssignment, prev 
 		}
 	}
 	if prev != nil && prev.H2C == c.H2C && prev.ConnectTimeout == c.ConnectTimeout {
-		c.Transport = prev.Transport
+		c.RT = prev.RT
 		c.mu = prev.mu
 	} else {
-		c.Transport = newTransport(c.H2C, c.ConnectTimeout)
+		if c.H2C {
+			c.RT = newTransport(true, c.ConnectTimeout)
+		} else {
+			c.RT = NewClient(c.ConnectTimeout)
+		}
 		c.mu = &sync.Mutex{}
 	}
 	return c, nil
@@ -238,10 +244,17 @@ func newTransport(h2c bool, connectTimeout time.Duration) *http.Transport {
 }
 
 // Close drops the cluster's idle connections (when it is not carried over).
-func (c *Cluster) Close() { c.Transport.CloseIdleConnections() }
+func (c *Cluster) Close() {
+	switch rt := c.RT.(type) {
+	case *Client:
+		rt.Close()
+	case *http.Transport:
+		rt.CloseIdleConnections()
+	}
+}
 
 // SharesPool reports whether c and o use the same connection pool.
-func (c *Cluster) SharesPool(o *Cluster) bool { return o != nil && c.Transport == o.Transport }
+func (c *Cluster) SharesPool(o *Cluster) bool { return o != nil && c.RT == o.RT }
 
 func (c *Cluster) ejected(e *Endpoint, now *int64) bool {
 	until := e.ejectedUntil.Load()

@@ -114,6 +114,10 @@ type pathResult struct {
 	open   openLoopResult
 	skip   string // not measured, and why
 	extras []string
+	// cpuPerReq is the CPU time the path's own process(es) used per request
+	// during the measured wrk run (the backend's for direct; the proxy's,
+	// without the backend, for the others).
+	cpuPerReq time.Duration
 }
 
 // memResult is the memory of one `sekisho run`.
@@ -161,7 +165,7 @@ func run(cfg config, tmp string) (string, error) {
 
 	// 1. Direct.
 	progress("direct to the backend on %s", baddr)
-	direct := measure(cfg, "direct", "direct to the backend", baddr)
+	direct := measure(cfg, "direct", "direct to the backend", baddr, be.pid())
 	paths = append(paths, direct)
 	if direct.skip != "" {
 		return "", fmt.Errorf("measuring the backend directly: %s", direct.skip)
@@ -184,7 +188,7 @@ func run(cfg config, tmp string) (string, error) {
 			mem1.ready = s.ready
 			mem1.rss, mem1.hwm, _ = vmRSS(s.pid())
 			progress("sekisho ready in %s (VmRSS %.1f MiB), gateway on %s", s.ready.Round(time.Millisecond), mem1.rss, s.gateway)
-			sekishoRes = measure(cfg, "sekisho", sekishoRes.name, s.gateway)
+			sekishoRes = measure(cfg, "sekisho", sekishoRes.name, s.gateway, s.pid())
 			if _, hwm, err := vmRSS(s.pid()); err == nil {
 				mem1.afterLoad = hwm
 			}
@@ -209,7 +213,7 @@ func run(cfg config, tmp string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("starting nginx: %w", err)
 	}
-	nginxRes := measure(cfg, "nginx", "through nginx "+nginxVersion(cfg.nginxBin)+" (2 workers)", ng.addr)
+	nginxRes := measure(cfg, "nginx", "through nginx "+nginxVersion(cfg.nginxBin)+" (2 workers)", ng.addr, ng.pid())
 	ng.stop()
 	paths = append(paths, nginxRes)
 
@@ -250,8 +254,9 @@ func run(cfg config, tmp string) (string, error) {
 }
 
 // measure runs wrk (after a warm-up) and then the open-loop generator
-// against addr.
-func measure(cfg config, short, name, addr string) pathResult {
+// against addr; pid is the process whose CPU time (with its children's) is
+// counted per request during the wrk run.
+func measure(cfg config, short, name, addr string, pid int) pathResult {
 	r := pathResult{short: short, name: name}
 	url := "http://" + addr + "/"
 	if cfg.warmup >= time.Second {
@@ -260,12 +265,16 @@ func measure(cfg config, short, name, addr string) pathResult {
 			return r
 		}
 	}
+	cpu0 := treeCPU(pid)
 	w, err := runWrk(cfg.wrkBin, url, cfg.threads, cfg.conns, cfg.duration)
 	if err != nil {
 		r.skip = "wrk failed: " + firstLine(err.Error())
 		return r
 	}
 	r.wrk = w
+	if cpu := treeCPU(pid) - cpu0; cpu > 0 && w.Requests > 0 {
+		r.cpuPerReq = cpu / time.Duration(w.Requests)
+	}
 	if w.Non2xx > 0 {
 		r.extras = append(r.extras, fmt.Sprintf("wrk: %d of %d answers were not 2xx/3xx", w.Non2xx, w.Requests))
 	}
@@ -336,6 +345,15 @@ func writeReport(w io.Writer, cfg config, paths []pathResult, mems []memResult) 
 		if p.skip == "" {
 			late = append(late, fmt.Sprintf("%s %s", p.short, fmtMS(p.open.LateP99, 3)))
 		}
+	}
+	var cpu []string
+	for _, p := range paths {
+		if p.skip == "" && p.cpuPerReq > 0 {
+			cpu = append(cpu, fmt.Sprintf("%s %.1f µs", p.short, float64(p.cpuPerReq)/float64(time.Microsecond)))
+		}
+	}
+	if len(cpu) > 0 {
+		fmt.Fprintf(w, "- CPU time per request during the wrk run, of the path's own processes (the backend for direct; the proxy alone, backend excluded, for the others; less sensitive to other load than req/s): %s\n", strings.Join(cpu, ", "))
 	}
 	fmt.Fprintf(w, "- the open-loop generator's own lateness in sending (p99, included in its figures): %s\n", strings.Join(late, ", "))
 	for _, p := range paths {
