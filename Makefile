@@ -88,13 +88,15 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzTranslate$$' -fuzztime $(FUZZTIME) ./gateway/translate
 
 # Benchmarks. Each prints its figures with the baseline measured in the same
-# run; docs/benchmarks.md records them with this command.
-bench: build
+# run; docs/benchmarks.md records them with this command. test/bench/kube
+# needs the kube-apiserver, kubectl and etcd of `tools`.
+bench: build tools
 	$(GO) run ./test/bench/controlplane
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x ./gateway/translate ./xds/translate ./xds/server
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk nginx)
 	test -x /usr/sbin/nginx || (apt-get update && apt-get install -y nginx)
 	$(GO) run ./test/bench/proxy -sekisho $(BIN)/sekisho $(BENCH_PROXY_FLAGS)
+	$(GO) run ./test/bench/kube -sekisho $(BIN)/sekisho
 
 clean:
 	rm -rf $(BIN)

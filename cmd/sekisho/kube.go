@@ -134,6 +134,12 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading kubeconfig %s: %w", kubeconfig, err)
 		}
+		if cfg.QPS == 0 {
+			// As ctrlconfig.GetConfig does: no client-side rate limit (client-go's
+			// default, 5 requests/s, makes writing 1 000 routes' status take
+			// minutes); the API server's priority and fairness applies instead.
+			cfg.QPS = -1
+		}
 		return cfg, nil
 	}
 	cfg, err := ctrlconfig.GetConfig()

@@ -98,4 +98,10 @@ func TestWithConfig(t *testing.T) {
 	if base.Image != "img:1" {
 		t.Error("WithConfig changed its base")
 	}
+	// A config that names no address (the API server fills in none) leaves
+	// the controller's --proxy-xds-address in force.
+	noAddr := &configv1alpha1.GatewayClassConfig{Spec: configv1alpha1.GatewayClassConfigSpec{XDS: &configv1alpha1.XDSConfig{}}}
+	if got := WithConfig(base, noAddr); got.XDSAddress != "cp:18000" {
+		t.Errorf("a config without an xds address overrode the controller's: %q", got.XDSAddress)
+	}
 }

@@ -20,8 +20,8 @@ const (
 	DefaultLogLevel = LogLevelInfo
 	// DefaultAccessLog says whether proxies log each request.
 	DefaultAccessLog = true
-	// DefaultXDSAddress is the address proxies dial for their configuration:
-	// the controller's Service as the Helm chart installs it.
+	// DefaultXDSAddress is the controller's xDS Service as the Helm chart
+	// installs it with its default release name and namespace.
 	DefaultXDSAddress = "sekisho-controller.sekisho-system.svc:18000"
 )
 
@@ -54,7 +54,7 @@ type GatewayClassConfig struct {
 
 // GatewayClassConfigSpec is what a GatewayClassConfig configures. Every field is
 // optional; an empty spec gives each Gateway one proxy behind a LoadBalancer
-// Service, dialling the controller at DefaultXDSAddress.
+// Service, dialling the controller where the controller says.
 type GatewayClassConfigSpec struct {
 	// Proxy configures the Deployment and Service provisioned for each Gateway.
 	//
@@ -209,9 +209,10 @@ type ProxyServiceConfig struct {
 // XDSConfig says how proxies reach the controller's xDS server.
 type XDSConfig struct {
 	// Address is the host:port proxies dial for their configuration over ADS.
+	// Unset: the controller's own --proxy-xds-address (by default its Service
+	// in its namespace).
 	//
 	// +optional
-	// +kubebuilder:default="sekisho-controller.sekisho-system.svc:18000"
 	// +kubebuilder:validation:MaxLength=260
 	// +kubebuilder:validation:Pattern=`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?):[0-9]{1,5}$`
 	Address *string `json:"address,omitempty"`

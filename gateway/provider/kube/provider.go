@@ -20,8 +20,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	configv1alpha1 "github.com/sekisho/sekisho/crds/config/v1alpha1"
@@ -91,6 +94,23 @@ func Register(mgr ctrl.Manager, opts Options) (*Provider, error) {
 		Watches(&corev1.Namespace{}, toAll).
 		Watches(&appsv1.Deployment{}, toAll).
 		Watches(&configv1alpha1.GatewayClassConfig{}, toAll)
+	if opts.Elected != nil {
+		// A replica that becomes the leader reconciles at once: what it saw
+		// as a follower was served over xDS but never written as status.
+		elected := make(chan event.GenericEvent, 1)
+		b = b.WatchesRawSource(source.Channel(elected, toAll))
+		err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			select {
+			case <-opts.Elected:
+				elected <- event.GenericEvent{Object: &gwv1.GatewayClass{}}
+			case <-ctx.Done():
+			}
+			return nil
+		}))
+		if err != nil {
+			return nil, fmt.Errorf("registering the election trigger: %w", err)
+		}
+	}
 	if err := b.Complete(p); err != nil {
 		return nil, fmt.Errorf("registering the Gateway API controller: %w", err)
 	}
