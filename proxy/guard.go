@@ -3,6 +3,8 @@ package proxy
 import (
 	"bytes"
 	"net"
+
+	"github.com/sekisho/sekisho/proxy/h1"
 )
 
 // guardConn checks the framing of HTTP/1.x requests before net/http's server
@@ -219,7 +221,7 @@ func (g *guardConn) process() bool {
 			if j := bytes.IndexByte(line, ';'); j >= 0 {
 				line = line[:j]
 			}
-			size, ok := parseHex(bytes.TrimSpace(line))
+			size, ok := h1.ParseHex(bytes.TrimSpace(line))
 			if !ok {
 				g.mode = modePass // net/http refuses it
 				return true
@@ -288,33 +290,6 @@ func headEnd(b []byte, from int) int {
 	return -1
 }
 
-func parseHex(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 15 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range b {
-		v, ok := hexVal(c)
-		if !ok {
-			return 0, false
-		}
-		n = n<<4 | int64(v)
-	}
-	return n, true
-}
-
-func hexVal(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
-}
-
 // checkHead validates one header block and sets the body state. It returns
 // false when the request must be refused.
 func (g *guardConn) checkHead(h []byte) bool {
@@ -350,17 +325,17 @@ func (g *guardConn) checkHead(h []byte) bool {
 		}
 		value = bytes.TrimSpace(value)
 		switch {
-		case asciiEqualFold(name, "content-length"):
+		case h1.EqualFold(name, "content-length"):
 			clCount++
-			n, ok := parseDec(value)
+			n, ok := h1.ParseUint(value)
 			if !ok {
 				return false
 			}
 			cl = n
-		case asciiEqualFold(name, "transfer-encoding"):
+		case h1.EqualFold(name, "transfer-encoding"):
 			te = true
 			chunked = lastTokenChunked(value)
-		case asciiEqualFold(name, "upgrade"):
+		case h1.EqualFold(name, "upgrade"):
 			upgrade = true
 		}
 	}
@@ -386,35 +361,5 @@ func lastTokenChunked(v []byte) bool {
 	if i := bytes.LastIndexByte(v, ','); i >= 0 {
 		v = v[i+1:]
 	}
-	return asciiEqualFold(bytes.TrimSpace(v), "chunked")
-}
-
-func parseDec(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 18 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
-}
-
-func asciiEqualFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
+	return h1.EqualFold(bytes.TrimSpace(v), "chunked")
 }

@@ -187,7 +187,7 @@ func (c *ChunkedReader) Read(p []byte) (int, error) {
 			for len(line) > 0 && (line[len(line)-1] == ' ' || line[len(line)-1] == '\t') {
 				line = line[:len(line)-1]
 			}
-			n, ok := parseHex(line)
+			n, ok := ParseHex(line)
 			if !ok {
 				return 0, errChunk
 			}
@@ -279,7 +279,9 @@ func (c *ChunkedReader) trailers() error {
 	}
 }
 
-func parseHex(b []byte) (int64, bool) {
+// ParseHex parses a non-empty hexadecimal number of at most 15 digits (a
+// chunk size).
+func ParseHex(b []byte) (int64, bool) {
 	if len(b) == 0 || len(b) > 15 {
 		return 0, false
 	}
