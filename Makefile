@@ -100,3 +100,22 @@ bench: build tools
 
 clean:
 	rm -rf $(BIN)
+
+# The Gateway API conformance suite's backend, echo-basic, built from the
+# conformance module pinned by the separate module test/conformance (its
+# go.mod requires sigs.k8s.io/gateway-api{,/conformance} v1.6.3).
+.PHONY: conformance-tools
+conformance-tools: $(BIN)/echo-basic $(BIN)/sekisho
+
+$(BIN)/echo-basic: test/conformance/go.mod test/conformance/go.sum
+	cd test/conformance && $(GO) build -o $@ sigs.k8s.io/gateway-api/conformance/echo-basic
+
+# The Gateway API conformance suite (v1.6.3) against `sekisho controller` on
+# a real kube-apiserver + etcd, every test of the features sekisho claims,
+# in a network namespace (root); writes conformance/report.yaml. One test:
+#   cd test/conformance && go test -v -run '^TestConformance$$' . -args -run-test=NAME
+.PHONY: conformance
+conformance: conformance-tools tools
+	mkdir -p conformance
+	cd test/conformance && $(GO) test -count=1 -v -timeout 95m -run '^TestConformance$$' . \
+	  -args -report-output=$(CURDIR)/conformance/report.yaml -sekisho.deadline=90m

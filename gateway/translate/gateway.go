@@ -157,9 +157,13 @@ func (t *translator) translateGateways() {
 			g.listeners = append(g.listeners, t.listener(g, i))
 		}
 		t.listenerConflicts(g)
+		// A listener that is valid but cannot be programmed yet (say, its
+		// certificate is missing) still accepts routes and counts them in
+		// attachedRoutes, as the spec says; only invalid or conflicting
+		// listeners do not count towards accepting the Gateway.
 		n := 0
 		for _, l := range g.listeners {
-			if l.programmed() {
+			if l.acceptReason == "" && l.conflictReason == "" {
 				n++
 			}
 		}
