@@ -172,35 +172,24 @@ func (p *Provider) read(ctx context.Context) (*resource.Resources, error) {
 	// The cache's objects are shared: the translator only reads them, and the
 	// status writer copies before it changes anything. TypeMeta is not set
 	// on objects from the cache; the translator does not need it.
-	for i := range classes.Items {
-		res.GatewayClasses = append(res.GatewayClasses, &classes.Items[i])
-	}
-	for i := range gateways.Items {
-		res.Gateways = append(res.Gateways, &gateways.Items[i])
-	}
-	for i := range https.Items {
-		res.HTTPRoutes = append(res.HTTPRoutes, &https.Items[i])
-	}
-	for i := range grpcs.Items {
-		res.GRPCRoutes = append(res.GRPCRoutes, &grpcs.Items[i])
-	}
-	for i := range grants.Items {
-		res.ReferenceGrants = append(res.ReferenceGrants, &grants.Items[i])
-	}
-	for i := range services.Items {
-		res.Services = append(res.Services, &services.Items[i])
-	}
-	for i := range slices.Items {
-		res.EndpointSlices = append(res.EndpointSlices, &slices.Items[i])
-	}
-	for i := range secrets.Items {
-		res.Secrets = append(res.Secrets, &secrets.Items[i])
-	}
-	for i := range nss.Items {
-		res.Namespaces = append(res.Namespaces, &nss.Items[i])
-	}
-	for i := range configs.Items {
-		res.GatewayClassConfigs = append(res.GatewayClassConfigs, &configs.Items[i])
-	}
+	res.GatewayClasses = pointers(classes.Items)
+	res.Gateways = pointers(gateways.Items)
+	res.HTTPRoutes = pointers(https.Items)
+	res.GRPCRoutes = pointers(grpcs.Items)
+	res.ReferenceGrants = pointers(grants.Items)
+	res.Services = pointers(services.Items)
+	res.EndpointSlices = pointers(slices.Items)
+	res.Secrets = pointers(secrets.Items)
+	res.Namespaces = pointers(nss.Items)
+	res.GatewayClassConfigs = pointers(configs.Items)
 	return res, nil
+}
+
+// pointers returns a pointer to each item of a list, in order.
+func pointers[T any](items []T) []*T {
+	out := make([]*T, len(items))
+	for i := range items {
+		out[i] = &items[i]
+	}
+	return out
 }
