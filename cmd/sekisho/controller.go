@@ -58,16 +58,22 @@ func (c *controlPlane) start(g *group) {
 	})
 }
 
-func (c *controlPlane) ready() error {
-	if !c.pipe.Ready() {
+func (c *controlPlane) ready() error { return pipelineReady(c.pipe) }
+
+// pipelineReady is a control plane's readiness: a view has been applied.
+func pipelineReady(pipe *controlplane.Pipeline) error {
+	if !pipe.Ready() {
 		return errors.New("no configuration applied yet")
 	}
 	return nil
 }
 
-func (c *controlPlane) serveStatus(w http.ResponseWriter, _ *http.Request) {
-	if r := c.pipe.Result(); r != nil {
-		_ = r.Status.WriteTable(w)
+// statusHandler serves the status table of the last view pipe applied.
+func statusHandler(pipe *controlplane.Pipeline) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		if r := pipe.Result(); r != nil {
+			_ = r.Status.WriteTable(w)
+		}
 	}
 }
 
@@ -108,7 +114,7 @@ func (f controlPlaneFlags) start(stderr io.Writer) (*slog.Logger, *admin.Server,
 		cp.xdsLis.Close()
 		return nil, nil, nil, nil, fmt.Errorf("listening for admin on %s: %w", *f.adminAddr, err)
 	}
-	adm.Mux.HandleFunc("GET /status", cp.serveStatus)
+	adm.Mux.HandleFunc("GET /status", statusHandler(cp.pipe))
 	return log, adm, adminLis, cp, nil
 }
 

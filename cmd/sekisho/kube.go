@@ -109,13 +109,8 @@ func runKubeController(ctx context.Context, flags controlPlaneFlags, kf kubeFlag
 	if _, err := kube.Register(mgr, kube.Options{Logger: log, Handler: k.handle, Elected: elected}); err != nil {
 		return err
 	}
-	adm.SetReady(func() error {
-		if !k.pipe.Ready() {
-			return errors.New("no configuration applied yet")
-		}
-		return nil
-	})
-	adm.Mux.HandleFunc("GET /status", (&controlPlane{pipe: k.pipe}).serveStatus)
+	adm.SetReady(func() error { return pipelineReady(k.pipe) })
+	adm.Mux.HandleFunc("GET /status", statusHandler(k.pipe))
 
 	log.Info("controller starting (Kubernetes)", "xds", xdsLis.Addr().String(), "admin", adminLis.Addr().String(),
 		"leader_election", *kf.leaderElect, "namespace", *kf.namespace)

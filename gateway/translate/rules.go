@@ -79,15 +79,23 @@ func (t *translator) httpRules(rc *routeCtx, route *gwv1.HTTPRoute) {
 		}
 		for j := range rule.BackendRefs {
 			br := &rule.BackendRefs[j]
-			f := fmt.Sprintf(".backendRefs[%d]", j)
-			var wb ir.WeightedBackend
-			for k := range br.Filters {
-				t.httpFilter(r, &br.Filters[k], fmt.Sprintf("%s.filters[%d]", f, k), &wb)
-			}
-			t.addBackend(r, br.BackendObjectReference, br.Weight, f, wb)
+			t.backendRef(r, j, br.BackendRef, len(br.Filters), func(k int, f string, wb *ir.WeightedBackend) {
+				t.httpFilter(r, &br.Filters[k], f, wb)
+			})
 		}
 		t.finishRule(r)
 	}
+}
+
+// backendRef adds the j-th backendRef of a rule, after applying its n
+// filters with filter (which gets the filter's index and field path).
+func (t *translator) backendRef(r *ruleCtx, j int, br gwv1.BackendRef, n int, filter func(k int, field string, wb *ir.WeightedBackend)) {
+	f := fmt.Sprintf(".backendRefs[%d]", j)
+	var wb ir.WeightedBackend
+	for k := 0; k < n; k++ {
+		filter(k, fmt.Sprintf("%s.filters[%d]", f, k), &wb)
+	}
+	t.addBackend(r, br.BackendObjectReference, br.Weight, f, wb)
 }
 
 func (t *translator) grpcRules(rc *routeCtx, route *gwv1.GRPCRoute) {
@@ -113,12 +121,9 @@ func (t *translator) grpcRules(rc *routeCtx, route *gwv1.GRPCRoute) {
 		}
 		for j := range rule.BackendRefs {
 			br := &rule.BackendRefs[j]
-			f := fmt.Sprintf(".backendRefs[%d]", j)
-			var wb ir.WeightedBackend
-			for k := range br.Filters {
-				t.grpcFilter(r, &br.Filters[k], fmt.Sprintf("%s.filters[%d]", f, k), &wb)
-			}
-			t.addBackend(r, br.BackendObjectReference, br.Weight, f, wb)
+			t.backendRef(r, j, br.BackendRef, len(br.Filters), func(k int, f string, wb *ir.WeightedBackend) {
+				t.grpcFilter(r, &br.Filters[k], f, wb)
+			})
 		}
 		t.finishRule(r)
 	}
