@@ -17,6 +17,12 @@ import "time"
 type Config struct {
 	// Gateways is sorted by Name.
 	Gateways []*Gateway `json:"gateways,omitempty"`
+	// Authz is what the external authorization service enforces: every
+	// SecurityPolicy some route uses. nil when none does.
+	Authz *AuthzConfig `json:"authz,omitempty"`
+	// RateLimit is what the rate-limit service counts: every global rule some
+	// route uses. nil when none does.
+	RateLimit *RateLimitConfig `json:"rateLimit,omitempty"`
 }
 
 // Gateway is one proxy fleet: the xDS snapshot of one Gateway.
@@ -32,6 +38,12 @@ type Gateway struct {
 	Clusters []*Cluster `json:"clusters,omitempty"`
 	// Secrets is every TLS certificate the listeners serve, sorted by Name.
 	Secrets []*Secret `json:"secrets,omitempty"`
+	// AuthzService is where the proxies reach the external authorization
+	// service; set when a route has Auth.
+	AuthzService *ServiceAddress `json:"authzService,omitempty"`
+	// RateLimitService is where the proxies reach the rate-limit service; set
+	// when a route has global rate limits.
+	RateLimitService *ServiceAddress `json:"rateLimitService,omitempty"`
 }
 
 // Protocol is what a listener speaks.
@@ -114,6 +126,12 @@ type Route struct {
 	Forward        *Forward        `json:"forward,omitempty"`
 	Redirect       *Redirect       `json:"redirect,omitempty"`
 	DirectResponse *DirectResponse `json:"directResponse,omitempty"`
+
+	// Auth, when set, asks the external authorization service about every
+	// request of the route before it is served.
+	Auth *RouteAuth `json:"auth,omitempty"`
+	// RateLimit, when set, limits the route's requests.
+	RateLimit *RouteRateLimit `json:"rateLimit,omitempty"`
 }
 
 // RouteSource says which object and rule a Route came from (for metrics, logs

@@ -12,6 +12,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	configv1alpha1 "github.com/sekisho/sekisho/crds/config/v1alpha1"
+	policyv1alpha1 "github.com/sekisho/sekisho/crds/policy/v1alpha1"
 )
 
 // ControllerName is the GatewayClass controllerName sekisho serves.
@@ -32,6 +33,9 @@ type Resources struct {
 	Namespaces      []*corev1.Namespace
 	// GatewayClassConfigs are sekisho's GatewayClass parameters.
 	GatewayClassConfigs []*configv1alpha1.GatewayClassConfig
+	// RateLimitPolicies and SecurityPolicies are sekisho's policies.
+	RateLimitPolicies []*policyv1alpha1.RateLimitPolicy
+	SecurityPolicies  []*policyv1alpha1.SecurityPolicy
 
 	// Sources says where each object was read from; the file provider fills it,
 	// the Kubernetes provider leaves it empty.

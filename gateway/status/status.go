@@ -26,6 +26,17 @@ type Set struct {
 	Gateways       map[types.NamespacedName]*gwv1.GatewayStatus
 	HTTPRoutes     map[types.NamespacedName]*gwv1.HTTPRouteStatus
 	GRPCRoutes     map[types.NamespacedName]*gwv1.GRPCRouteStatus
+	// Policies is the status of sekisho's policies, by kind
+	// (RateLimitPolicy, SecurityPolicy) and namespace/name: one ancestor per
+	// Gateway the policy reaches.
+	Policies map[PolicyKey]*gwv1.PolicyStatus
+}
+
+// PolicyKey names a policy.
+type PolicyKey struct {
+	Kind      string
+	Namespace string
+	Name      string
 }
 
 // NewSet returns an empty Set.
@@ -35,6 +46,7 @@ func NewSet() *Set {
 		Gateways:       map[types.NamespacedName]*gwv1.GatewayStatus{},
 		HTTPRoutes:     map[types.NamespacedName]*gwv1.HTTPRouteStatus{},
 		GRPCRoutes:     map[types.NamespacedName]*gwv1.GRPCRouteStatus{},
+		Policies:       map[PolicyKey]*gwv1.PolicyStatus{},
 	}
 }
 
@@ -54,7 +66,7 @@ type Row struct {
 	Message string
 }
 
-var kindOrder = map[string]int{"GatewayClass": 0, "Gateway": 1, "HTTPRoute": 2, "GRPCRoute": 3}
+var kindOrder = map[string]int{"GatewayClass": 0, "Gateway": 1, "HTTPRoute": 2, "GRPCRoute": 3, "RateLimitPolicy": 4, "SecurityPolicy": 5}
 
 // Rows returns one Row per condition, sorted by kind, name, parent and type.
 func (s *Set) Rows() []Row {
@@ -87,6 +99,11 @@ func (s *Set) Rows() []Row {
 	}
 	for k, st := range s.GRPCRoutes {
 		routeRows("GRPCRoute", k, st.Parents)
+	}
+	for k, st := range s.Policies {
+		for _, a := range st.Ancestors {
+			add(k.Kind, Key(k.Namespace, k.Name), ParentString(a.AncestorRef, k.Namespace), a.Conditions)
+		}
 	}
 	slices.SortStableFunc(rows, func(a, b Row) int {
 		return cmp.Or(

@@ -54,6 +54,11 @@ type Options struct {
 	// in place of DefaultAddresses. None yet: the Gateway is served, but not
 	// Programmed (AddressNotAssigned) until it has one.
 	Addresses func(namespace, name string) []string
+	// AuthzService and RateLimitService are where proxies reach the external
+	// authorization and rate-limit services. nil: not available, so policies
+	// that need them are not Accepted.
+	AuthzService     *ir.ServiceAddress
+	RateLimitService *ir.ServiceAddress
 }
 
 // Result is what Translate computed.
@@ -128,6 +133,7 @@ func Translate(res *resource.Resources, opts Options) *Result {
 	t.translateGateways()
 	t.translateRoutes()
 	cfg := t.build()
+	t.attachPolicies(cfg)
 	t.finishGateways()
 	slices.SortStableFunc(t.problems, compareProblems)
 	return &Result{IR: cfg, Status: t.status, Problems: t.problems}

@@ -31,6 +31,7 @@ type goldenStatus struct {
 	Gateways       []namedStatus[*gwv1.GatewayStatus]      `json:"gateways,omitempty"`
 	HTTPRoutes     []namedStatus[*gwv1.HTTPRouteStatus]    `json:"httpRoutes,omitempty"`
 	GRPCRoutes     []namedStatus[*gwv1.GRPCRouteStatus]    `json:"grpcRoutes,omitempty"`
+	Policies       []namedStatus[*gwv1.PolicyStatus]       `json:"policies,omitempty"`
 }
 
 type golden struct {
@@ -59,6 +60,10 @@ func goldenOf(parseProblems []resource.Problem, r *Result) golden {
 		HTTPRoutes:     sortedStatus(r.Status.HTTPRoutes),
 		GRPCRoutes:     sortedStatus(r.Status.GRPCRoutes),
 	}}
+	for k, v := range r.Status.Policies {
+		g.Status.Policies = append(g.Status.Policies, namedStatus[*gwv1.PolicyStatus]{Name: k.Kind + " " + k.Namespace + "/" + k.Name, Status: v})
+	}
+	slices.SortFunc(g.Status.Policies, func(a, b namedStatus[*gwv1.PolicyStatus]) int { return strings.Compare(a.Name, b.Name) })
 	for _, p := range append(parseProblems, r.Problems...) {
 		s := p.String()
 		if p.Warning {
@@ -77,8 +82,16 @@ func translateFile(t testing.TB, path string) (golden, *Result) {
 	}
 	var res resource.Resources
 	pp := file.ParseBytes(filepath.Base(path), data, &res)
-	r := Translate(&res, Options{DefaultAddresses: []string{"127.0.0.1"}})
+	r := Translate(&res, testOptions)
 	return goldenOf(pp, r), r
+}
+
+// testOptions are the options of every golden case: the services' addresses
+// are set, so policies can be Accepted.
+var testOptions = Options{
+	DefaultAddresses: []string{"127.0.0.1"},
+	AuthzService:     &ir.ServiceAddress{Address: "127.0.0.1", Port: 18001},
+	RateLimitService: &ir.ServiceAddress{Address: "127.0.0.1", Port: 18002},
 }
 
 func TestGolden(t *testing.T) {

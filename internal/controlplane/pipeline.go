@@ -16,6 +16,7 @@ import (
 
 	"github.com/sekisho/sekisho/gateway/resource"
 	gwtranslate "github.com/sekisho/sekisho/gateway/translate"
+	"github.com/sekisho/sekisho/internal/configsub"
 	"github.com/sekisho/sekisho/ir"
 	"github.com/sekisho/sekisho/xds/server"
 	xdstranslate "github.com/sekisho/sekisho/xds/translate"
@@ -104,6 +105,21 @@ func (p *Pipeline) Apply(ctx context.Context, res *resource.Resources, loadProbl
 		}
 		desired[gw.Name] = xr.ByType()
 	}
+	// The services' configurations, under their own snapshot keys; always
+	// set (empty when no policy needs them) so that removals reach them.
+	services, err := serviceSnapshots(result.IR)
+	if err != nil {
+		failed = append(failed, err)
+		for _, k := range []string{configsub.AuthzNode, configsub.RateLimitNode} {
+			if last, ok := p.lastGood[k]; ok {
+				desired[k] = last
+			}
+		}
+	} else {
+		for k, v := range services {
+			desired[k] = v
+		}
+	}
 	if err := p.server.Set(ctx, desired); err != nil {
 		failed = append(failed, err)
 	}
@@ -151,4 +167,29 @@ func (p *Pipeline) Ready() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.ready
+}
+
+// serviceSnapshots packs the authorization and rate-limit services'
+// configurations.
+func serviceSnapshots(cfg *ir.Config) (map[string]map[resourcev3.Type][]types.Resource, error) {
+	authz := cfg.Authz
+	if authz == nil {
+		authz = &ir.AuthzConfig{Policies: []ir.AuthzPolicy{}}
+	}
+	rl := cfg.RateLimit
+	if rl == nil {
+		rl = &ir.RateLimitConfig{Domain: gwtranslate.RateLimitDomain, Rules: []ir.RateLimitRule{}}
+	}
+	a, err := configsub.Resource(configsub.AuthzResource, authz)
+	if err != nil {
+		return nil, err
+	}
+	r, err := configsub.Resource(configsub.RateLimitResource, rl)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]map[resourcev3.Type][]types.Resource{
+		configsub.AuthzNode:     {resourcev3.ExtensionConfigType: {a}},
+		configsub.RateLimitNode: {resourcev3.ExtensionConfigType: {r}},
+	}, nil
 }

@@ -159,10 +159,6 @@ func (t *translator) translateFilterChain(fc *ir.FilterChain, https bool, router
 			ConfigSource:    adsSource(),
 			RouteConfigName: fc.Name,
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{{
-			Name:       RouterFilter,
-			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
-		}},
 		NormalizePath:                wrapperspb.Bool(true),
 		MergeSlashes:                 true,
 		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_REJECT_REQUEST,
@@ -170,6 +166,11 @@ func (t *translator) translateFilterChain(fc *ir.FilterChain, https bool, router
 		UseRemoteAddress:             wrapperspb.Bool(true),
 		UpgradeConfigs:               []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "websocket"}},
 	}
+	filters, err := t.httpFilters(filtersOf(fc), router)
+	if err != nil {
+		return nil, err
+	}
+	hcm.HttpFilters = filters
 	hcmAny, err := toAny(hcm)
 	if err != nil {
 		return nil, err

@@ -30,6 +30,7 @@ func (t *translator) translateRouteConfig(fc *ir.FilterChain) (*routev3.RouteCon
 		IgnorePortInHostMatching: true,
 		VirtualHosts:             make([]*routev3.VirtualHost, 0, len(fc.VirtualHosts)),
 	}
+	filters := filtersOf(fc)
 	vhostNames := map[string]bool{}
 	domains := map[string]string{} // domain -> virtual host
 	for i, vh := range fc.VirtualHosts {
@@ -65,10 +66,16 @@ func (t *translator) translateRouteConfig(fc *ir.FilterChain) (*routev3.RouteCon
 				return nil, fmt.Errorf("virtual host %q: routes[%d] is nil", vh.Name, j)
 			}
 			route, err := t.translateRoute(r)
+			if err == nil {
+				err = routePolicies(route, r, filters)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("virtual host %q: route %q: %w", vh.Name, r.Name, err)
 			}
 			out.Routes = append(out.Routes, route)
+		}
+		if err := vhostPolicies(out, filters); err != nil {
+			return nil, fmt.Errorf("virtual host %q: %w", vh.Name, err)
 		}
 		rc.VirtualHosts = append(rc.VirtualHosts, out)
 	}

@@ -171,6 +171,29 @@ func (t *translator) translate() (*Resources, error) {
 		}
 		res.Endpoints = append(res.Endpoints, cla)
 	}
+	for _, svc := range []struct {
+		name string
+		addr *ir.ServiceAddress
+	}{{AuthzCluster, t.gw.AuthzService}, {RateLimitCluster, t.gw.RateLimitService}} {
+		if svc.addr == nil {
+			continue
+		}
+		if svc.addr.Address == "" || svc.addr.Port == 0 || svc.addr.Port > 65535 {
+			return nil, fmt.Errorf("cluster %q: address %q port %d is not a service address", svc.name, svc.addr.Address, svc.addr.Port)
+		}
+		c := serviceCluster(svc.name, svc.addr)
+		t.clusters[c.Name] = true
+		cl, err := translateCluster(c)
+		if err != nil {
+			return nil, fmt.Errorf("cluster %q: %w", c.Name, err)
+		}
+		res.Clusters = append(res.Clusters, cl)
+		cla, err := translateEndpoints(c)
+		if err != nil {
+			return nil, fmt.Errorf("cluster %q: %w", c.Name, err)
+		}
+		res.Endpoints = append(res.Endpoints, cla)
+	}
 	for i, s := range t.gw.Secrets {
 		if s == nil {
 			return nil, fmt.Errorf("secrets[%d] is nil", i)

@@ -20,6 +20,7 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	configv1alpha1 "github.com/sekisho/sekisho/crds/config/v1alpha1"
+	policyv1alpha1 "github.com/sekisho/sekisho/crds/policy/v1alpha1"
 	"github.com/sekisho/sekisho/gateway/resource"
 )
 
@@ -42,6 +43,8 @@ var kinds = map[string]func() any{
 	"v1/Secret":                         func() any { return &corev1.Secret{} },
 	"v1/Namespace":                      func() any { return &corev1.Namespace{} },
 	"config.sekisho.dev/v1alpha1/GatewayClassConfig": func() any { return &configv1alpha1.GatewayClassConfig{} },
+	"policy.sekisho.dev/v1alpha1/RateLimitPolicy":    func() any { return &policyv1alpha1.RateLimitPolicy{} },
+	"policy.sekisho.dev/v1alpha1/SecurityPolicy":     func() any { return &policyv1alpha1.SecurityPolicy{} },
 }
 
 // ParseBytes decodes every YAML document of one file into res, recording where
@@ -253,5 +256,9 @@ func add(res *resource.Resources, key resource.ObjectKey, o any) {
 		res.Namespaces = append(res.Namespaces, o)
 	case *configv1alpha1.GatewayClassConfig:
 		res.GatewayClassConfigs = append(res.GatewayClassConfigs, o)
+	case *policyv1alpha1.RateLimitPolicy:
+		res.RateLimitPolicies = append(res.RateLimitPolicies, o)
+	case *policyv1alpha1.SecurityPolicy:
+		res.SecurityPolicies = append(res.SecurityPolicies, o)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	policyv1alpha1 "github.com/sekisho/sekisho/crds/policy/v1alpha1"
 	"github.com/sekisho/sekisho/gateway/resource"
 )
 
@@ -57,6 +58,12 @@ func Validate(res *resource.Resources) []resource.Problem {
 	}
 	for _, o := range res.Namespaces {
 		v.object(o, "Namespace", func() {})
+	}
+	for _, o := range res.RateLimitPolicies {
+		v.object(o, policyv1alpha1.RateLimitPolicyKind, func() { v.rateLimitPolicy(o) })
+	}
+	for _, o := range res.SecurityPolicies {
+		v.object(o, policyv1alpha1.SecurityPolicyKind, func() { v.securityPolicy(o) })
 	}
 	return v.problems
 }
@@ -190,6 +197,13 @@ var typeRules = map[reflect.Type]typeRule{
 	reflect.TypeFor[gwv1.FromNamespaces]():             {enum: []string{"All", "Selector", "Same"}},
 	reflect.TypeFor[gwv1.SessionPersistenceType]():     {enum: []string{"Cookie", "Header"}},
 	reflect.TypeFor[gwv1.CookieLifetimeType]():         {enum: []string{"Permanent", "Session"}},
+	// sekisho's policy types.
+	reflect.TypeFor[policyv1alpha1.FailureMode]():         {enum: []string{"Open", "Closed"}},
+	reflect.TypeFor[policyv1alpha1.RateLimitUnit]():       {enum: []string{"Second", "Minute", "Hour", "Day"}, required: true},
+	reflect.TypeFor[policyv1alpha1.RateLimitAlgorithm]():  {enum: []string{"FixedWindow", "SlidingWindow", "TokenBucket"}},
+	reflect.TypeFor[policyv1alpha1.MatchType]():           {enum: []string{"Exact", "RegularExpression", "Distinct"}},
+	reflect.TypeFor[policyv1alpha1.JWTAlgorithm]():        {enum: []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}, required: true},
+	reflect.TypeFor[policyv1alpha1.AuthorizationAction](): {enum: []string{"Allow", "Deny"}},
 }
 
 // typeRules walks a typed value and applies the rule of every string whose

@@ -28,13 +28,14 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	configv1alpha1 "github.com/sekisho/sekisho/crds/config/v1alpha1"
+	policyv1alpha1 "github.com/sekisho/sekisho/crds/policy/v1alpha1"
 	"github.com/sekisho/sekisho/gateway/resource"
 )
 
 // Scheme returns a scheme with every kind the provider reads or writes.
 func Scheme() (*runtime.Scheme, error) {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, gwv1.Install, configv1alpha1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, gwv1.Install, configv1alpha1.AddToScheme, policyv1alpha1.AddToScheme} {
 		if err := add(s); err != nil {
 			return nil, fmt.Errorf("building the scheme: %w", err)
 		}
@@ -93,7 +94,9 @@ func Register(mgr ctrl.Manager, opts Options) (*Provider, error) {
 		Watches(&corev1.Secret{}, toAll).
 		Watches(&corev1.Namespace{}, toAll).
 		Watches(&appsv1.Deployment{}, toAll).
-		Watches(&configv1alpha1.GatewayClassConfig{}, toAll)
+		Watches(&configv1alpha1.GatewayClassConfig{}, toAll).
+		Watches(&policyv1alpha1.RateLimitPolicy{}, toAll).
+		Watches(&policyv1alpha1.SecurityPolicy{}, toAll)
 	if opts.Elected != nil {
 		// A replica that becomes the leader reconciles at once: what it saw
 		// as a follower was served over xDS but never written as status.
@@ -156,6 +159,8 @@ func (p *Provider) read(ctx context.Context) (*resource.Resources, error) {
 		secrets  corev1.SecretList
 		nss      corev1.NamespaceList
 		configs  configv1alpha1.GatewayClassConfigList
+		rlps     policyv1alpha1.RateLimitPolicyList
+		sps      policyv1alpha1.SecurityPolicyList
 	)
 	for _, l := range []struct {
 		kind string
@@ -164,6 +169,7 @@ func (p *Provider) read(ctx context.Context) (*resource.Resources, error) {
 		{"GatewayClasses", &classes}, {"Gateways", &gateways}, {"HTTPRoutes", &https}, {"GRPCRoutes", &grpcs},
 		{"ReferenceGrants", &grants}, {"Services", &services}, {"EndpointSlices", &slices},
 		{"Secrets", &secrets}, {"Namespaces", &nss}, {"GatewayClassConfigs", &configs},
+		{"RateLimitPolicies", &rlps}, {"SecurityPolicies", &sps},
 	} {
 		if err := p.client.List(ctx, l.list); err != nil {
 			return nil, fmt.Errorf("listing %s: %w", l.kind, err)
@@ -182,6 +188,8 @@ func (p *Provider) read(ctx context.Context) (*resource.Resources, error) {
 	res.Secrets = pointers(secrets.Items)
 	res.Namespaces = pointers(nss.Items)
 	res.GatewayClassConfigs = pointers(configs.Items)
+	res.RateLimitPolicies = pointers(rlps.Items)
+	res.SecurityPolicies = pointers(sps.Items)
 	return res, nil
 }
 

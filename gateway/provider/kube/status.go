@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	policyv1alpha1 "github.com/sekisho/sekisho/crds/policy/v1alpha1"
 	"github.com/sekisho/sekisho/gateway/resource"
 	"github.com/sekisho/sekisho/gateway/status"
 )
@@ -105,7 +106,48 @@ func (w *StatusWriter) Write(ctx context.Context, res *resource.Resources, set *
 			update(obj, "GRPCRoute")
 		}
 	}
+	for _, pol := range res.RateLimitPolicies {
+		desired := set.Policies[status.PolicyKey{Kind: policyv1alpha1.RateLimitPolicyKind, Namespace: pol.Namespace, Name: pol.Name}]
+		if next, changed := mergeAncestors(pol.Status.Ancestors, desired, controller, now); changed {
+			obj := pol.DeepCopy()
+			obj.Status.Ancestors = next
+			update(obj, policyv1alpha1.RateLimitPolicyKind)
+		}
+	}
+	for _, pol := range res.SecurityPolicies {
+		desired := set.Policies[status.PolicyKey{Kind: policyv1alpha1.SecurityPolicyKind, Namespace: pol.Namespace, Name: pol.Name}]
+		if next, changed := mergeAncestors(pol.Status.Ancestors, desired, controller, now); changed {
+			obj := pol.DeepCopy()
+			obj.Status.Ancestors = next
+			update(obj, policyv1alpha1.SecurityPolicyKind)
+		}
+	}
 	return updated, errors.Join(errs...)
+}
+
+// mergeAncestors is mergeParents for a policy's ancestors, which have the
+// same shape as a route's parents.
+func mergeAncestors(prev []gwv1.PolicyAncestorStatus, desired *gwv1.PolicyStatus, controller gwv1.GatewayController, now metav1.Time) ([]gwv1.PolicyAncestorStatus, bool) {
+	toParents := func(in []gwv1.PolicyAncestorStatus) []gwv1.RouteParentStatus {
+		out := make([]gwv1.RouteParentStatus, len(in))
+		for i, a := range in {
+			out[i] = gwv1.RouteParentStatus{ParentRef: a.AncestorRef, ControllerName: a.ControllerName, Conditions: a.Conditions}
+		}
+		return out
+	}
+	var want []gwv1.RouteParentStatus
+	if desired != nil {
+		want = toParents(desired.Ancestors)
+	}
+	merged, changed := mergeParents(toParents(prev), want, controller, now)
+	if !changed {
+		return nil, false
+	}
+	out := make([]gwv1.PolicyAncestorStatus, len(merged))
+	for i, p := range merged {
+		out[i] = gwv1.PolicyAncestorStatus{AncestorRef: p.ParentRef, ControllerName: p.ControllerName, Conditions: p.Conditions}
+	}
+	return out, true
 }
 
 // mergeConditions returns desired, each condition keeping the
