@@ -11,7 +11,7 @@ HELM_VERSION := v3.22.0
 FUZZTIME ?= 30s
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build run test lint unit fuzz bench clean tools etcd generate generate-tools
+.PHONY: all build run test lint unit fuzz bench clean tools debs etcd redis dex chromium generate generate-tools
 
 all: build
 
@@ -31,7 +31,7 @@ KUBE_VERSION := v1.36.3
 KUBE_LDFLAGS := $(foreach pkg,k8s.io/client-go/pkg/version k8s.io/component-base/version,\
 	-X $(pkg).gitVersion=$(KUBE_VERSION) -X $(pkg).gitMajor=1 -X $(pkg).gitMinor=36 -X $(pkg).gitTreeState=clean)
 
-tools: $(BIN)/kube-apiserver $(BIN)/kubectl etcd
+tools: $(BIN)/kube-apiserver $(BIN)/kubectl debs dex
 
 $(BIN)/kube-apiserver:
 	cd test/tools && $(GO) build -ldflags '$(KUBE_LDFLAGS)' -o $@ ./kube-apiserver
@@ -39,8 +39,21 @@ $(BIN)/kube-apiserver:
 $(BIN)/kubectl:
 	cd test/tools && $(GO) build -ldflags '$(KUBE_LDFLAGS)' -o $@ ./kubectl
 
-etcd:
-	@test -x /usr/bin/etcd || (apt-get update && apt-get install -y etcd-server)
+# Debian packages of the real peers: etcd (Kubernetes mode), redis-server (the
+# rate-limit counters), chromium (the browser of the login tests); one
+# apt-get update and install for whichever are missing.
+DEBS := /usr/bin/etcd:etcd-server /usr/bin/redis-server:redis-server /usr/bin/chromium:chromium
+debs:
+	@missing=""; for d in $(DEBS); do test -x "$${d%%:*}" || missing="$$missing $${d#*:}"; done; \
+	  if [ -n "$$missing" ]; then apt-get update && apt-get install -y $$missing; fi
+
+etcd redis chromium: debs
+
+# Dex, the OpenID provider of the login tests, built once into bin/dex and
+# bin/dex-bcrypt from its Go module (test/tools/dex/build.sh skips the build
+# when bin/dex is current).
+dex:
+	@test/tools/dex/build.sh
 
 # The quickstart: two demo backends (v1 on 127.0.0.1:9001, v2 on :9002) and
 # sekisho (control plane + proxy) serving examples/quickstart on :8080, with

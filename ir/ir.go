@@ -39,11 +39,11 @@ type Gateway struct {
 	// Secrets is every TLS certificate the listeners serve, sorted by Name.
 	Secrets []*Secret `json:"secrets,omitempty"`
 	// AuthzService is where the proxies reach the external authorization
-	// service; set when a route has Auth.
-	AuthzService *ServiceAddress `json:"authzService,omitempty"`
-	// RateLimitService is where the proxies reach the rate-limit service; set
-	// when a route has global rate limits.
-	RateLimitService *ServiceAddress `json:"rateLimitService,omitempty"`
+	// service (its replicas); set when a route has Auth.
+	AuthzService []ServiceAddress `json:"authzService,omitempty"`
+	// RateLimitService is where the proxies reach the rate-limit service (its
+	// replicas); set when a route has global rate limits.
+	RateLimitService []ServiceAddress `json:"rateLimitService,omitempty"`
 }
 
 // Protocol is what a listener speaks.

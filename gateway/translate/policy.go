@@ -259,7 +259,7 @@ func (t *translator) applyToRoute(g *ir.Gateway, r *ir.Route, winners [2]map[tar
 	gwAncestor := gatewayAncestor(resource.ObjectKey{Kind: "Gateway", Namespace: g.Namespace, Name: g.GatewayName})
 	if sec != nil {
 		sec.used = true
-		if sec.invalid != "" || t.opts.AuthzService == nil {
+		if sec.invalid != "" || len(t.opts.AuthzService) == 0 {
 			if sec.invalid == "" {
 				sec.invalid = "no external authorization service is configured, so the policy cannot be enforced"
 			}
@@ -277,7 +277,7 @@ func (t *translator) applyToRoute(g *ir.Gateway, r *ir.Route, winners [2]map[tar
 		switch {
 		case rl.invalid != "":
 			rl.setAncestor(gwAncestor, false, reasonInvalid, rl.invalidMessage())
-		case len(rl.rules) > 0 && t.opts.RateLimitService == nil:
+		case len(rl.rules) > 0 && len(t.opts.RateLimitService) == 0:
 			rl.invalid = "no rate-limit service is configured, so the global rules cannot be enforced"
 			rl.setAncestor(gwAncestor, false, reasonInvalid, rl.invalid)
 		default:

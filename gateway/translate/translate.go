@@ -55,10 +55,10 @@ type Options struct {
 	// Programmed (AddressNotAssigned) until it has one.
 	Addresses func(namespace, name string) []string
 	// AuthzService and RateLimitService are where proxies reach the external
-	// authorization and rate-limit services. nil: not available, so policies
-	// that need them are not Accepted.
-	AuthzService     *ir.ServiceAddress
-	RateLimitService *ir.ServiceAddress
+	// authorization and rate-limit services (every replica). Empty: not
+	// available, so policies that need them are not Accepted.
+	AuthzService     []ir.ServiceAddress
+	RateLimitService []ir.ServiceAddress
 }
 
 // Result is what Translate computed.

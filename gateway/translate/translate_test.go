@@ -90,8 +90,8 @@ func translateFile(t testing.TB, path string) (golden, *Result) {
 // are set, so policies can be Accepted.
 var testOptions = Options{
 	DefaultAddresses: []string{"127.0.0.1"},
-	AuthzService:     &ir.ServiceAddress{Address: "127.0.0.1", Port: 18001},
-	RateLimitService: &ir.ServiceAddress{Address: "127.0.0.1", Port: 18002},
+	AuthzService:     []ir.ServiceAddress{{Address: "127.0.0.1", Port: 18001}},
+	RateLimitService: []ir.ServiceAddress{{Address: "127.0.0.1", Port: 18002}},
 }
 
 func TestGolden(t *testing.T) {

@@ -130,7 +130,7 @@ func (t *translator) httpFilters(f chainFilters, router *anypb.Any) ([]*hcmv3.Ht
 		}
 	}
 	if f.authz || f.authzOpen {
-		if t.gw.AuthzService == nil {
+		if len(t.gw.AuthzService) == 0 {
 			return nil, errors.New("authzService: routes have auth but the gateway names no authorization service")
 		}
 	}
@@ -154,7 +154,7 @@ func (t *translator) httpFilters(f chainFilters, router *anypb.Any) ([]*hcmv3.Ht
 			return nil, err
 		}
 	}
-	if (f.rl || f.rlClosed) && t.gw.RateLimitService == nil {
+	if (f.rl || f.rlClosed) && len(t.gw.RateLimitService) == 0 {
 		return nil, errors.New("rateLimitService: routes have global rate limits but the gateway names no rate-limit service")
 	}
 	for _, m := range []struct {
@@ -465,10 +465,15 @@ func localRateLimit(rules []ir.LocalRateLimit) (*localrlv3.LocalRateLimit, error
 	return out, nil
 }
 
-// serviceCluster is the IR cluster of one of sekisho's services (gRPC, h2c).
-func serviceCluster(name string, a *ir.ServiceAddress) *ir.Cluster {
-	return &ir.Cluster{
-		Name: name, Protocol: ir.AppProtocolH2C, LoadBalancer: ir.LoadBalancerRoundRobin,
-		Endpoints: []ir.Endpoint{{Address: a.Address, Port: a.Port, Ready: true}},
+// serviceCluster is the IR cluster of one of sekisho's services (gRPC, h2c):
+// one endpoint per replica.
+func serviceCluster(name string, addrs []ir.ServiceAddress) (*ir.Cluster, error) {
+	c := &ir.Cluster{Name: name, Protocol: ir.AppProtocolH2C, LoadBalancer: ir.LoadBalancerRoundRobin}
+	for i, a := range addrs {
+		if a.Address == "" || a.Port == 0 || a.Port > 65535 {
+			return nil, fmt.Errorf("[%d]: address %q port %d is not a service address", i, a.Address, a.Port)
+		}
+		c.Endpoints = append(c.Endpoints, ir.Endpoint{Address: a.Address, Port: a.Port, Ready: true})
 	}
+	return c, nil
 }

@@ -172,16 +172,16 @@ func (t *translator) translate() (*Resources, error) {
 		res.Endpoints = append(res.Endpoints, cla)
 	}
 	for _, svc := range []struct {
-		name string
-		addr *ir.ServiceAddress
-	}{{AuthzCluster, t.gw.AuthzService}, {RateLimitCluster, t.gw.RateLimitService}} {
-		if svc.addr == nil {
+		name, field string
+		addrs       []ir.ServiceAddress
+	}{{AuthzCluster, "authzService", t.gw.AuthzService}, {RateLimitCluster, "rateLimitService", t.gw.RateLimitService}} {
+		if len(svc.addrs) == 0 {
 			continue
 		}
-		if svc.addr.Address == "" || svc.addr.Port == 0 || svc.addr.Port > 65535 {
-			return nil, fmt.Errorf("cluster %q: address %q port %d is not a service address", svc.name, svc.addr.Address, svc.addr.Port)
+		c, err := serviceCluster(svc.name, svc.addrs)
+		if err != nil {
+			return nil, fmt.Errorf("%s%w", svc.field, err)
 		}
-		c := serviceCluster(svc.name, svc.addr)
 		t.clusters[c.Name] = true
 		cl, err := translateCluster(c)
 		if err != nil {

@@ -202,9 +202,6 @@ func (v *validator) securityPolicy(o *policyv1alpha1.SecurityPolicy) {
 		if oc.ClientID == "" {
 			v.errf("spec.oidc.clientID", "required")
 		}
-		if oc.ClientSecretRef.Name == "" {
-			v.errf("spec.oidc.clientSecretRef.name", "required")
-		}
 		for _, pp := range []struct {
 			path string
 			val  *string

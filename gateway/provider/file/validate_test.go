@@ -19,6 +19,8 @@ const (
 	svcHead   = "apiVersion: v1\nkind: Service\nmetadata: {name: svc}\nspec:\n"
 	epsHead   = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: eps, labels: {kubernetes.io/service-name: svc}}\n"
 	listener  = "  listeners: [{name: http, port: 80, protocol: HTTP}]\n"
+	rlpHead   = "apiVersion: policy.sekisho.dev/v1alpha1\nkind: RateLimitPolicy\nmetadata: {name: rl}\nspec:\n"
+	spHead    = "apiVersion: policy.sekisho.dev/v1alpha1\nkind: SecurityPolicy\nmetadata: {name: sp}\nspec:\n"
 )
 
 // rule returns an HTTPRoute whose one rule is the given YAML (indented to
@@ -306,6 +308,114 @@ func TestValidate(t *testing.T) {
 			[]string{"data[tls.key]: required for a Secret of type kubernetes.io/tls"}},
 		{"secret key characters", "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {\"a b\": YQ==}\n",
 			[]string{`data[a b]: invalid value "a b": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')`}},
+
+		// RateLimitPolicy and SecurityPolicy
+		{"valid ratelimitpolicy", rlpHead + `  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: api}]
+  failureMode: Open
+  global:
+    rules:
+    - name: per-user
+      match:
+        headers: [{name: x-user, type: Distinct}, {name: x-tier, type: RegularExpression, value: "free|trial"}]
+        methods: [GET]
+        path: {type: PathPrefix, value: /v1}
+        clientCIDRs: [{value: 10.0.0.0/8}]
+        claims: [{name: sub}]
+      limit: {requests: 100, unit: Minute}
+      algorithm: TokenBucket
+      burst: 20
+  local:
+    rules: [{name: flood, limit: {requests: 10, unit: Second}}]
+`, nil},
+		{"ratelimitpolicy rules", rlpHead + `  targetRefs: [{group: example.com, kind: Service, name: api}]
+  global:
+    rules:
+    - name: Bad_Name
+      match:
+        headers: [{name: x-user, type: Distinct, value: a}, {name: x-tier}, {name: x-re, type: RegularExpression, value: "("}]
+        clientCIDRs: [{value: 10.0.0.0/33}, {value: 10.0.0.0/8, type: Distinct}]
+        claims: [{name: sub, type: Exact}]
+      limit: {requests: 0, unit: Week}
+      burst: 5
+    - name: dup
+      limit: {requests: 1, unit: Second}
+    - name: dup
+      limit: {requests: 1, unit: Second}
+`, []string{
+			`spec.global.rules[0].limit.unit: unsupported value "Week": must be one of Second, Minute, Hour, Day`,
+			`spec.targetRefs[0].group: must be "gateway.networking.k8s.io", got "example.com"`,
+			`spec.targetRefs[0].kind: must be Gateway, HTTPRoute or GRPCRoute, got "Service"`,
+			`spec.global.rules[2]: duplicate rule name: the same as spec.global.rules[1]`,
+			`spec.global.rules[0].name: invalid name "Bad_Name": must be a lowercase RFC 1123 label (at most 63 characters)`,
+			`spec.global.rules[0].limit.requests: must be at least 1, got 0`,
+			`spec.global.rules[0].burst: burst is for the TokenBucket algorithm only`,
+			`spec.global.rules[0].match.headers[0].value: not allowed for type Distinct`,
+			`spec.global.rules[0].match.headers[1].value: required for type Exact`,
+			`spec.global.rules[0].match.headers[2].value: invalid regular expression "(": error parsing regexp: missing closing ): ` + "`(`" + ` (sekisho uses RE2 syntax)`,
+			`spec.global.rules[0].match.clientCIDRs[0].value: invalid CIDR "10.0.0.0/33": netip.ParsePrefix("10.0.0.0/33"): prefix length out of range`,
+			`spec.global.rules[0].match.clientCIDRs[1].type: every entry of one rule must have the same type (Exact, as clientCIDRs[0])`,
+			`spec.global.rules[0].match.claims[0].type: must be Distinct, got "Exact"`,
+		}},
+		{"ratelimitpolicy with nothing to limit", rlpHead + "  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: gw}]\n",
+			[]string{"spec: global or local must be set"}},
+		{"valid securitypolicy", spHead + `  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: api, sectionName: admin}]
+  jwt:
+    providers:
+    - name: corp
+      issuer: https://idp.example.com
+      remoteJWKS: {uri: https://idp.example.com/keys, cacheDuration: 10m}
+      algorithms: [RS256, ES256]
+      claimToHeaders: [{claim: sub, header: x-user}]
+  oidc:
+    provider: {issuer: https://idp.example.com}
+    clientID: web
+    clientSecretRef: {name: web-oidc}
+    logoutPath: /logout
+    cookie: {sameSite: Lax}
+  authorization:
+    defaultAction: Deny
+    rules:
+    - name: admins
+      action: Allow
+      principal: {claims: [{name: groups, values: [admin]}], clientCIDRs: [10.0.0.0/8]}
+      operation: {methods: [GET], paths: [{type: PathPrefix, value: /admin}]}
+`, nil},
+		{"securitypolicy rules", spHead + `  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: api}]
+  jwt:
+    providers:
+    - name: corp
+      issuer: https://idp.example.com
+      algorithms: [none, HS256]
+      remoteJWKS: {uri: "ftp://keys"}
+      localJWKS: {inline: "{}"}
+  oidc:
+    provider: {issuer: idp}
+    clientID: ""
+    clientSecretRef: {name: ""}
+    redirectPath: callback
+    cookie: {sameSite: Loose}
+  authorization:
+    defaultAction: Maybe
+    rules:
+    - name: r
+      action: Allow
+      principal: {claims: [{name: groups, values: []}], clientCIDRs: [nope]}
+      operation: {paths: [{type: PathPrefix, value: "a//b"}]}
+`, []string{
+			`spec.authorization.defaultAction: unsupported value "Maybe": must be one of Allow, Deny`,
+			`spec.jwt.providers[0].algorithms[0]: unsupported value "none": must be one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512`,
+			`spec.jwt.providers[0].algorithms[1]: unsupported value "HS256": must be one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512`,
+			`spec.oidc.clientSecretRef.name: must not be empty`,
+			`spec.jwt.providers[0]: exactly one of remoteJWKS and localJWKS must be set`,
+			`spec.jwt.providers[0].remoteJWKS.uri: must be an absolute http(s) URL, got "ftp://keys"`,
+			`spec.oidc.provider.issuer: must be an absolute http(s) URL, got "idp"`,
+			`spec.oidc.clientID: required`,
+			`spec.oidc.redirectPath: must be an absolute path starting with '/', got "callback"`,
+			`spec.oidc.cookie.sameSite: must be Lax, Strict or None, got "Loose"`,
+			`spec.authorization.rules[0].principal.claims[0].values: required: at least one value`,
+			`spec.authorization.rules[0].principal.clientCIDRs[0]: invalid CIDR "nope": netip.ParsePrefix("nope"): no '/'`,
+			`spec.authorization.rules[0].operation.paths[0].value: invalid path "a//b" for type PathPrefix: must be an absolute path starting with '/'`,
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
