@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -17,6 +18,7 @@ import (
 	gwtranslate "github.com/sekisho/sekisho/gateway/translate"
 	"github.com/sekisho/sekisho/internal/admin"
 	"github.com/sekisho/sekisho/internal/controlplane"
+	"github.com/sekisho/sekisho/ir"
 	"github.com/sekisho/sekisho/xds/server"
 )
 
@@ -30,14 +32,14 @@ type controlPlane struct {
 	applied func(*gwtranslate.Result) // optional: called after each apply
 }
 
-func newControlPlane(dir, xdsAddr, gatewayAddr string, log *slog.Logger, reg prometheus.Registerer) (*controlPlane, error) {
+func newControlPlane(dir, xdsAddr string, topts gwtranslate.Options, log *slog.Logger, reg prometheus.Registerer) (*controlPlane, error) {
 	lis, err := net.Listen("tcp", xdsAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listening for xDS on %s: %w", xdsAddr, err)
 	}
 	srv := server.New(server.Options{Logger: log, Registerer: reg})
 	pipe := controlplane.New(srv, controlplane.Options{
-		Translate:  gwtranslate.Options{DefaultAddresses: []string{gatewayAddr}},
+		Translate:  topts,
 		Logger:     log.With("component", "controlplane"),
 		Registerer: reg,
 	})
@@ -81,6 +83,8 @@ func statusHandler(pipe *controlplane.Pipeline) http.HandlerFunc {
 type controlPlaneFlags struct {
 	dir, xdsAddr, adminAddr, gatewayAddr, logLevel *string
 	logJSON                                        *bool
+	// authzAddr and rateLimitAddr are where proxies reach the services.
+	authzAddr, rateLimitAddr *string
 }
 
 func addControlPlaneFlags(fs *flag.FlagSet, adminDefault, adminPages string) controlPlaneFlags {
@@ -94,6 +98,35 @@ func addControlPlaneFlags(fs *flag.FlagSet, adminDefault, adminPages string) con
 	}
 }
 
+// addServiceAddressFlags adds the flags that say where proxies reach the
+// authorization and rate-limit services (`sekisho controller`); empty: none,
+// so policies that need one are not Accepted.
+func (f *controlPlaneFlags) addServiceAddressFlags(fs *flag.FlagSet) {
+	f.authzAddr = fs.String("authz-address", "", "host:port where proxies reach the authorization service (sekisho authz); comma-separated for several replicas")
+	f.rateLimitAddr = fs.String("ratelimit-address", "", "host:port where proxies reach the rate-limit service (sekisho ratelimit); comma-separated for several replicas")
+}
+
+// translateOptions are the Gateway API translator's options from the flags.
+func (f controlPlaneFlags) translateOptions() (gwtranslate.Options, error) {
+	opts := gwtranslate.Options{DefaultAddresses: []string{*f.gatewayAddr}}
+	for _, s := range []struct {
+		flag *string
+		dst  *[]ir.ServiceAddress
+	}{{f.authzAddr, &opts.AuthzService}, {f.rateLimitAddr, &opts.RateLimitService}} {
+		if s.flag == nil || *s.flag == "" {
+			continue
+		}
+		for _, hp := range strings.Split(*s.flag, ",") {
+			a, err := serviceAddress(strings.TrimSpace(hp))
+			if err != nil {
+				return opts, fmt.Errorf("%w: %v", errUsage, err)
+			}
+			*s.dst = append(*s.dst, *a)
+		}
+	}
+	return opts, nil
+}
+
 // start checks the flags and builds the logger, the admin server (listening)
 // and the control plane.
 func (f controlPlaneFlags) start(stderr io.Writer) (*slog.Logger, *admin.Server, net.Listener, *controlPlane, error) {
@@ -104,8 +137,12 @@ func (f controlPlaneFlags) start(stderr io.Writer) (*slog.Logger, *admin.Server,
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
+	topts, err := f.translateOptions()
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
 	adm := admin.New(nil)
-	cp, err := newControlPlane(*f.dir, *f.xdsAddr, *f.gatewayAddr, log, adm.Registry)
+	cp, err := newControlPlane(*f.dir, *f.xdsAddr, topts, log, adm.Registry)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -121,6 +158,7 @@ func (f controlPlaneFlags) start(stderr io.Writer) (*slog.Logger, *admin.Server,
 func runController(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("controller", stderr)
 	flags := addControlPlaneFlags(fs, "127.0.0.1:18001", "/healthz, /readyz, /metrics and /status")
+	flags.addServiceAddressFlags(fs)
 	kf := addKubeFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err

@@ -97,8 +97,14 @@ func runKubeController(ctx context.Context, flags controlPlaneFlags, kf kubeFlag
 		proxy:     infra.Defaults(*kf.proxyImage, proxyXDS),
 		provision: *kf.provision,
 	}
+	topts, err := flags.translateOptions()
+	if err != nil {
+		return err
+	}
+	topts.DefaultAddresses = nil
+	topts.Addresses = k.addresses
 	k.pipe = controlplane.New(srv, controlplane.Options{
-		Translate:  gwtranslate.Options{Addresses: k.addresses},
+		Translate:  topts,
 		Logger:     log.With("component", "controlplane"),
 		Registerer: adm.Registry,
 	})

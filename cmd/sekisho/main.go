@@ -29,6 +29,8 @@ var commands = map[string]command{
 	"controller": {"serve xDS for the Gateways in a folder of YAML, following its changes", runController},
 	"run":        {"the embedded default: control plane and a proxy per Gateway in one process", runEmbedded},
 	"proxy":      {"the data plane of one Gateway, programmed over ADS", runProxy},
+	"authz":      {"the external authorization service (JWT, OIDC login, authorization rules)", runAuthz},
+	"ratelimit":  {"the global rate-limit service (in memory, or Redis shared by replicas)", runRateLimit},
 	"echo":       {"a demo backend that answers with what it received (JSON)", runEcho},
 	"version":    {"print the version", runVersion},
 }

@@ -15,11 +15,20 @@ import (
 	"github.com/sekisho/sekisho/gateway/provider/file"
 	"github.com/sekisho/sekisho/gateway/resource"
 	gwtranslate "github.com/sekisho/sekisho/gateway/translate"
+	"github.com/sekisho/sekisho/ir"
 	"github.com/sekisho/sekisho/internal/gatewayproxy"
 	xdstranslate "github.com/sekisho/sekisho/xds/translate"
 )
 
-// loadAndTranslate reads dir and translates it as the controller would.
+// offlineServices are where `sekisho run` serves its authorization and
+// rate-limit services by default: the offline commands translate a folder
+// as `sekisho run` would.
+var offlineServices = struct{ authz, rateLimit []ir.ServiceAddress }{
+	authz:     []ir.ServiceAddress{{Address: "127.0.0.1", Port: 18081}},
+	rateLimit: []ir.ServiceAddress{{Address: "127.0.0.1", Port: 18082}},
+}
+
+// loadAndTranslate reads dir and translates it as `sekisho run` would.
 func loadAndTranslate(dir string) (*gwtranslate.Result, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("%w: -f DIR is required", errUsage)
@@ -28,7 +37,11 @@ func loadAndTranslate(dir string) (*gwtranslate.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	result := gwtranslate.Translate(res, gwtranslate.Options{DefaultAddresses: []string{"127.0.0.1"}})
+	result := gwtranslate.Translate(res, gwtranslate.Options{
+		DefaultAddresses: []string{"127.0.0.1"},
+		AuthzService:     offlineServices.authz,
+		RateLimitService: offlineServices.rateLimit,
+	})
 	result.Problems = append(problems, result.Problems...)
 	return result, nil
 }

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -25,25 +27,55 @@ func runEmbedded(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := newFlags("run", stderr)
 	flags := addControlPlaneFlags(fs, "127.0.0.1:19000", "/healthz, /readyz, /metrics, /status, /config_dump and /clusters")
 	accessLog := fs.Bool("access-log", false, "write a JSON access log line per request to stdout")
+	authzListen := fs.String("authz-listen", "127.0.0.1:18081", "address of the embedded authorization service")
+	rlListen := fs.String("ratelimit-listen", "127.0.0.1:18082", "address of the embedded rate-limit service")
+	redis := fs.String("redis", "", "Redis address(es) for the rate-limit counters, comma-separated (several: a Redis Cluster); in memory when empty")
+	rlDeadline := fs.Duration("ratelimit-deadline", 20*time.Millisecond, "how long a rate-limit decision may wait for the store before the rule's failure mode applies")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	// The services listen first: the control plane tells proxies where they are.
+	authzLis, err := net.Listen("tcp", *authzListen)
+	if err != nil {
+		return fmt.Errorf("listening for the authorization service on %s: %w", *authzListen, err)
+	}
+	defer authzLis.Close()
+	rlLis, err := net.Listen("tcp", *rlListen)
+	if err != nil {
+		return fmt.Errorf("listening for the rate-limit service on %s: %w", *rlListen, err)
+	}
+	defer rlLis.Close()
+	authzAddr, rlAddr := authzLis.Addr().String(), rlLis.Addr().String()
+	flags.authzAddr, flags.rateLimitAddr = &authzAddr, &rlAddr
+
 	log, adm, adminLis, cp, err := flags.start(stderr)
 	if err != nil {
 		return err
 	}
+	xdsAddr := cp.xdsLis.Addr().String()
+	authz, err := newAuthzService(authzLis, xdsAddr, "run", log, adm.Registry)
+	if err != nil {
+		return err
+	}
+	rl, err := newRateLimitService(ctx, rlLis, xdsAddr, "run", *redis, *rlDeadline, log, adm.Registry)
+	if err != nil {
+		return err
+	}
 	g := newGroup(ctx)
-	sup := &proxies{g: g, log: log, xdsAddr: cp.xdsLis.Addr().String(), running: map[string]*runningProxy{}}
+	authz.start(g)
+	rl.start(g)
+	sup := &proxies{g: g, log: log, xdsAddr: xdsAddr, running: map[string]*runningProxy{}}
 	if *accessLog {
 		sup.accessLog = os.Stdout
 	}
 	cp.applied = sup.reconcile
-	adm.SetReady(func() error { return errors.Join(cp.ready(), sup.ready()) })
+	adm.SetReady(func() error { return errors.Join(cp.ready(), sup.ready(), authz.Ready(), rl.Ready()) })
 	adm.SetExtraGatherers(sup.gatherers)
 	adm.Mux.HandleFunc("GET /config_dump", sup.forGateway(func(p *gatewayproxy.Proxy) http.HandlerFunc { return p.ServeConfigDump }))
 	adm.Mux.HandleFunc("GET /clusters", sup.forGateway(func(p *gatewayproxy.Proxy) http.HandlerFunc { return p.ServeClusters }))
 
-	log.Info("sekisho running", "dir", *flags.dir, "xds", cp.xdsLis.Addr().String(), "admin", adminLis.Addr().String())
+	log.Info("sekisho running", "dir", *flags.dir, "xds", xdsAddr, "admin", adminLis.Addr().String(),
+		"authz", authzAddr, "ratelimit", rlAddr, "redis", *redis)
 	cp.start(g)
 	g.Go("admin server", func(ctx context.Context) error { return adm.Serve(ctx, adminLis) })
 	err = g.Wait()

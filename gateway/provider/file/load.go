@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	policyv1alpha1 "github.com/sekisho/sekisho/crds/policy/v1alpha1"
 	"github.com/sekisho/sekisho/gateway/resource"
 )
 
@@ -155,6 +156,9 @@ func entries(res *resource.Resources) []entry {
 	addAll("EndpointSlice", asObjects(res.EndpointSlices))
 	addAll("Secret", asObjects(res.Secrets))
 	addAll("Namespace", asObjects(res.Namespaces))
+	addAll("GatewayClassConfig", asObjects(res.GatewayClassConfigs))
+	addAll(policyv1alpha1.RateLimitPolicyKind, asObjects(res.RateLimitPolicies))
+	addAll(policyv1alpha1.SecurityPolicyKind, asObjects(res.SecurityPolicies))
 	return out
 }
 

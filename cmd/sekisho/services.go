@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	"github.com/sekisho/sekisho/auth"
+	"github.com/sekisho/sekisho/internal/admin"
+	"github.com/sekisho/sekisho/internal/configsub"
+	"github.com/sekisho/sekisho/ir"
+	"github.com/sekisho/sekisho/ratelimit"
+)
+
+// service is the authorization or the rate-limit service: a gRPC server and
+// the subscription that keeps its configuration up to date.
+type service struct {
+	name  string
+	lis   net.Listener
+	grpc  *grpc.Server
+	sub   *configsub.Subscriber
+	ready func() error
+}
+
+func (s *service) start(g *group) {
+	g.Go(s.name+" config", s.sub.Run)
+	g.Go(s.name+" server", func(ctx context.Context) error {
+		go func() {
+			<-ctx.Done()
+			s.grpc.GracefulStop()
+		}()
+		if err := s.grpc.Serve(s.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("serving gRPC on %s: %w", s.lis.Addr(), err)
+		}
+		return nil
+	})
+}
+
+// Ready is nil once the service has its configuration and its store answers.
+func (s *service) Ready() error {
+	if err := s.sub.Ready(); err != nil {
+		return fmt.Errorf("%s: %w", s.name, err)
+	}
+	if err := s.ready(); err != nil {
+		return fmt.Errorf("%s: %w", s.name, err)
+	}
+	return nil
+}
+
+// address is the service's listening address as proxies dial it.
+func (s *service) address() (*ir.ServiceAddress, error) {
+	return serviceAddress(s.lis.Addr().String())
+}
+
+func serviceAddress(hostport string) (*ir.ServiceAddress, error) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return nil, fmt.Errorf("service address %q: %w", hostport, err)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return nil, fmt.Errorf("service address %q: bad port", hostport)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return &ir.ServiceAddress{Address: host, Port: uint32(p)}, nil
+}
+
+// newAuthzService serves on lis and subscribes to the control plane at
+// xdsAddr.
+func newAuthzService(lis net.Listener, xdsAddr, id string, log *slog.Logger, reg prometheus.Registerer) (*service, error) {
+	srv, err := auth.NewServer(auth.Options{Logger: log.With("component", "authz"), Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	sub, err := configsub.New(configsub.Options{
+		Address: xdsAddr, Node: configsub.AuthzNode, ID: id, Resource: configsub.AuthzResource, Logger: log,
+		Apply: func(raw []byte) error {
+			var c auth.Config
+			if err := strictJSON(raw, &c); err != nil {
+				return fmt.Errorf("decoding the authorization configuration: %w", err)
+			}
+			return srv.SetConfig(c)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	gs := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(gs, srv)
+	return &service{name: "authz", lis: lis, grpc: gs, sub: sub, ready: srv.Ready}, nil
+}
+
+// newRateLimitService serves on lis with an in-memory store, or Redis when
+// redis names one or more addresses (comma-separated: a cluster).
+func newRateLimitService(ctx context.Context, lis net.Listener, xdsAddr, id, redis string, deadline time.Duration, log *slog.Logger, reg prometheus.Registerer) (*service, error) {
+	var store ratelimit.Store
+	if redis == "" {
+		store = ratelimit.NewMemoryStore(ratelimit.MemoryOptions{})
+	} else {
+		s, err := ratelimit.NewRedisStore(ctx, ratelimit.RedisOptions{Addrs: strings.Split(redis, ","), Logger: log.With("component", "ratelimit-redis")})
+		if err != nil {
+			return nil, fmt.Errorf("connecting to Redis at %s: %w", redis, err)
+		}
+		store = s
+	}
+	srv, err := ratelimit.NewServer(ratelimit.Options{Store: store, Deadline: deadline, Logger: log.With("component", "ratelimit"), Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	sub, err := configsub.New(configsub.Options{
+		Address: xdsAddr, Node: configsub.RateLimitNode, ID: id, Resource: configsub.RateLimitResource, Logger: log,
+		Apply: func(raw []byte) error {
+			var c ratelimit.Config
+			if err := strictJSON(raw, &c); err != nil {
+				return fmt.Errorf("decoding the rate-limit configuration: %w", err)
+			}
+			return srv.SetConfig(c)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	gs := grpc.NewServer()
+	rlsv3.RegisterRateLimitServiceServer(gs, srv)
+	return &service{name: "ratelimit", lis: lis, grpc: gs, sub: sub, ready: srv.Ready}, nil
+}
+
+// strictJSON decodes a service configuration, refusing unknown fields: a
+// control plane newer than the service gets a NACK, not a half-applied
+// configuration.
+func strictJSON(raw []byte, v any) error {
+	d := json.NewDecoder(strings.NewReader(string(raw)))
+	d.DisallowUnknownFields()
+	return d.Decode(v)
+}
+
+// serviceFlags are the flags `sekisho authz` and `sekisho ratelimit` share.
+type serviceFlags struct {
+	xdsAddr, listen, adminAddr, id, logLevel *string
+	logJSON                                  *bool
+}
+
+func runServiceCommand(ctx context.Context, name string, args []string, stderr io.Writer, listenDefault, adminDefault string,
+	extra func(*flag.FlagSet), build func(ctx context.Context, lis net.Listener, f serviceFlags, log *slog.Logger, reg prometheus.Registerer) (*service, error)) error {
+	fs := newFlags(name, stderr)
+	f := serviceFlags{
+		xdsAddr:   fs.String("xds", "127.0.0.1:18000", "the control plane's ADS address, where the service gets its configuration"),
+		listen:    fs.String("listen", listenDefault, "address to serve the gRPC API on"),
+		adminAddr: fs.String("admin-address", adminDefault, "address to serve /healthz, /readyz and /metrics on"),
+		id:        fs.String("id", "", "this replica's id in the control plane's logs (default: the hostname)"),
+		logLevel:  fs.String("log-level", "info", "debug, info, warn or error"),
+		logJSON:   fs.Bool("log-json", false, "log JSON lines"),
+	}
+	if extra != nil {
+		extra(fs)
+	}
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *f.id == "" {
+		*f.id, _ = os.Hostname()
+	}
+	log, err := newLogger(stderr, *f.logLevel, *f.logJSON)
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", *f.listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", *f.listen, err)
+	}
+	adm := admin.New(nil)
+	svc, err := build(ctx, lis, f, log, adm.Registry)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	adm.SetReady(svc.Ready)
+	adminLis, err := net.Listen("tcp", *f.adminAddr)
+	if err != nil {
+		svc.lis.Close()
+		return fmt.Errorf("listening for admin on %s: %w", *f.adminAddr, err)
+	}
+	log.Info(name+" starting", "listen", svc.lis.Addr().String(), "xds", *f.xdsAddr, "admin", adminLis.Addr().String())
+	g := newGroup(ctx)
+	svc.start(g)
+	g.Go("admin server", func(ctx context.Context) error { return adm.Serve(ctx, adminLis) })
+	err = g.Wait()
+	log.Info(name + " stopped")
+	return err
+}
+
+func runAuthz(ctx context.Context, args []string, _, stderr io.Writer) error {
+	return runServiceCommand(ctx, "authz", args, stderr, "127.0.0.1:18081", "127.0.0.1:19081", nil,
+		func(_ context.Context, lis net.Listener, f serviceFlags, log *slog.Logger, reg prometheus.Registerer) (*service, error) {
+			return newAuthzService(lis, *f.xdsAddr, *f.id, log, reg)
+		})
+}
+
+func runRateLimit(ctx context.Context, args []string, _, stderr io.Writer) error {
+	var redis *string
+	var deadline *time.Duration
+	return runServiceCommand(ctx, "ratelimit", args, stderr, "127.0.0.1:18082", "127.0.0.1:19082",
+		func(fs *flag.FlagSet) {
+			redis = fs.String("redis", "", "Redis address(es), comma-separated (several: a Redis Cluster); in-memory counters when empty (one replica only)")
+			deadline = fs.Duration("deadline", 20*time.Millisecond, "how long a decision may wait for the store before the rule's failure mode applies")
+		},
+		func(ctx context.Context, lis net.Listener, f serviceFlags, log *slog.Logger, reg prometheus.Registerer) (*service, error) {
+			return newRateLimitService(ctx, lis, *f.xdsAddr, *f.id, *redis, *deadline, log, reg)
+		})
+}
