@@ -15,8 +15,8 @@ import (
 	"github.com/sekisho/sekisho/gateway/provider/file"
 	"github.com/sekisho/sekisho/gateway/resource"
 	gwtranslate "github.com/sekisho/sekisho/gateway/translate"
-	"github.com/sekisho/sekisho/ir"
 	"github.com/sekisho/sekisho/internal/gatewayproxy"
+	"github.com/sekisho/sekisho/ir"
 	xdstranslate "github.com/sekisho/sekisho/xds/translate"
 )
 
