@@ -276,3 +276,22 @@ func Text(ctx context.Context) (string, error) {
 	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
 	return strings.TrimSpace(s), err
 }
+
+// Navigate loads target in the tab ctx, following redirects, and returns the
+// URL the tab ends on once that page has loaded.
+func Navigate(ctx context.Context, target string) (string, error) {
+	if err := chromedp.Do(ctx, chromedp.Navigate(target)); err != nil {
+		return "", fmt.Errorf("navigating to %s: %w", target, err)
+	}
+	for {
+		p, err := chromedp.Run(ctx, chromedp.Evaluate[[2]string](`[document.location.href, document.readyState]`))
+		if err == nil && p[1] == "complete" {
+			return p[0], nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("waiting for %s to load: %w", target, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
