@@ -115,6 +115,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if ci.tls {
 		scheme = "https"
 	}
+	if len(chain.filters) != 0 {
+		fr, done := h.runFilters(w, req, chain, rt, path, scheme, st.start)
+		if done {
+			st.code, st.bytes = fr.code, fr.bytes
+			wrote = true
+			return
+		}
+		if len(fr.resp) != 0 {
+			w = &filteredWriter{ResponseWriter: w, fr: fr}
+		}
+	}
 
 	switch rt.Action {
 	case router.ActionDirect:
@@ -515,6 +526,9 @@ func (h *handler) tunnel(w http.ResponseWriter, resp *http.Response, rt *router.
 		wc.ResponseHeaders.Apply(resp.Header)
 	}
 	rt.ResponseHeaders.Apply(resp.Header)
+	if fw, ok := w.(*filteredWriter); ok {
+		fw.fr.applyResponse(resp.Header)
+	}
 	conn, brw, err := hj.Hijack()
 	if err != nil {
 		return

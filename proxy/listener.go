@@ -24,7 +24,7 @@ import (
 // defaultMaxHeaderBytes is Envoy's default max_request_headers_kb (60 KiB).
 const defaultMaxHeaderBytes = 60 << 10
 
-func compileListener(l *listenerv3.Listener, tables map[string]*router.Table, secrets map[string]*tlsv3.Secret) (*listenerConfig, error) {
+func compileListener(l *listenerv3.Listener, tables map[string]*router.Table, secrets map[string]*tlsv3.Secret, env *compileEnv) (*listenerConfig, error) {
 	sa := l.GetAddress().GetSocketAddress()
 	if sa == nil {
 		return nil, errors.New("address: a socket address is required")
@@ -46,7 +46,7 @@ func compileListener(l *listenerv3.Listener, tables map[string]*router.Table, se
 		return nil, errors.New("filter_chains: at least one filter chain is required")
 	}
 	for i, fc := range l.GetFilterChains() {
-		cc, isTLS, err := compileChain(fc, tables, secrets)
+		cc, isTLS, err := compileChain(fc, tables, secrets, env)
 		if err != nil {
 			return nil, fmt.Errorf("filter_chains[%d] %q: %w", i, fc.GetName(), err)
 		}
@@ -109,7 +109,7 @@ func (lc *listenerConfig) chainFor(sni string) *chainConfig {
 	return lc.fallback
 }
 
-func compileChain(fc *listenerv3.FilterChain, tables map[string]*router.Table, secrets map[string]*tlsv3.Secret) (*chainConfig, bool, error) {
+func compileChain(fc *listenerv3.FilterChain, tables map[string]*router.Table, secrets map[string]*tlsv3.Secret, env *compileEnv) (*chainConfig, bool, error) {
 	cc := &chainConfig{name: fc.GetName(), maxHead: defaultMaxHeaderBytes}
 	if len(fc.GetFilters()) != 1 || fc.GetFilters()[0].GetName() != hcmFilterName {
 		return nil, false, fmt.Errorf("filters: exactly one filter, %q, is supported", hcmFilterName)
@@ -139,10 +139,11 @@ func compileChain(fc *listenerv3.FilterChain, tables map[string]*router.Table, s
 		}
 		cc.maxHead = int(kb.GetValue()) << 10
 	}
-	fs := h.GetHttpFilters()
-	if len(fs) != 1 || fs[0].GetName() != routerFilterName {
-		return nil, false, fmt.Errorf("http connection manager: http_filters: exactly one filter, %q, is supported", routerFilterName)
+	filters, err := compileHTTPFilters(h.GetHttpFilters(), env)
+	if err != nil {
+		return nil, false, fmt.Errorf("http connection manager: %w", err)
 	}
+	cc.filters = filters
 	for i, u := range h.GetUpgradeConfigs() {
 		if !strings.EqualFold(u.GetUpgradeType(), "websocket") {
 			return nil, false, fmt.Errorf("http connection manager: upgrade_configs[%d]: upgrade type %q is not supported", i, u.GetUpgradeType())
@@ -158,6 +159,9 @@ func compileChain(fc *listenerv3.FilterChain, tables map[string]*router.Table, s
 		return nil, false, fmt.Errorf("http connection manager: rds: route configuration %q: %w", rds.GetRouteConfigName(), errWarming)
 	}
 	cc.table = t
+	if err := checkRouteFilterKinds(cc.filters, t); err != nil {
+		return nil, false, fmt.Errorf("http connection manager: rds: route configuration %q: %w", rds.GetRouteConfigName(), err)
+	}
 
 	ts := fc.GetTransportSocket()
 	if ts == nil {

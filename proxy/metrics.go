@@ -16,6 +16,13 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 
+	// HTTP filter outcomes, by filter name.
+	authzChecks    *prometheus.CounterVec // result: allowed, denied, error
+	authzFailOpen  *prometheus.CounterVec
+	rlChecks       *prometheus.CounterVec // result: allowed, denied, error
+	rlFailOpen     *prometheus.CounterVec
+	localRateLimit *prometheus.CounterVec // result: allowed, denied, not_enforced
+
 	mu    sync.Mutex
 	stats map[statKey]*routeStats
 }
@@ -49,8 +56,31 @@ func newMetrics(reg prometheus.Registerer, gateway string) *metrics {
 			Buckets: []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000},
 		}, []string{"gateway", "route", "backend", "response_code"}),
 		stats: map[statKey]*routeStats{},
+		authzChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sekisho_ext_authz_checks_total",
+			Help: "Authorization checks of the ext_authz filters, by filter and result (allowed, denied, error).",
+		}, []string{"gateway", "filter", "result"}),
+		authzFailOpen: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sekisho_ext_authz_failure_open_total",
+			Help: "Requests an ext_authz filter let through because the authorization service failed (failure_mode_allow).",
+		}, []string{"gateway", "filter"}),
+		rlChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sekisho_ratelimit_checks_total",
+			Help: "Rate limit service calls of the ratelimit filters, by filter and result (allowed, denied, error).",
+		}, []string{"gateway", "filter", "result"}),
+		rlFailOpen: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sekisho_ratelimit_failure_open_total",
+			Help: "Requests a ratelimit filter let through because the rate limit service failed (failure_mode_deny false).",
+		}, []string{"gateway", "filter"}),
+		localRateLimit: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sekisho_local_ratelimit_total",
+			Help: "Requests a local_ratelimit filter checked, by filter and result (allowed, denied, not_enforced).",
+		}, []string{"gateway", "filter", "result"}),
 	}
 	if reg != nil {
+		for _, cv := range []**prometheus.CounterVec{&m.authzChecks, &m.authzFailOpen, &m.rlChecks, &m.rlFailOpen, &m.localRateLimit} {
+			registerCounterVec(reg, cv)
+		}
 		if err := reg.Register(m.requests); err != nil {
 			if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
 				if cv, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
@@ -67,6 +97,18 @@ func newMetrics(reg prometheus.Registerer, gateway string) *metrics {
 		}
 	}
 	return m
+}
+
+// registerCounterVec registers *cv, or takes the one already registered
+// under its name (a registry shared by several runtimes).
+func registerCounterVec(reg prometheus.Registerer, cv **prometheus.CounterVec) {
+	if err := reg.Register(*cv); err != nil {
+		if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				*cv = existing
+			}
+		}
+	}
 }
 
 // forRoute returns the cache for a route and backend (kept across configs).

@@ -44,6 +44,10 @@
 //     connect failures and resets, 504 when the route's timeout (or the last
 //     per-try timeout) expires before the response starts, 502 for a
 //     malformed upstream response.
+//   - The HTTP filters a connection manager may run before the router
+//     (local_ratelimit, ext_authz, ratelimit) act between routing and the
+//     route's action; see filters.go. A listener whose connection manager
+//     has only the router does no filter work at all.
 package proxy
 
 import (
@@ -111,6 +115,13 @@ type Runtime struct {
 
 	hijackedMu sync.Mutex
 	hijacked   map[net.Conn]struct{}
+
+	// grpcClients are the open channels to the clusters the filters call
+	// (authorization, rate limit), by cluster; grpcRetiring those no
+	// configuration uses any more, closed after a grace period. Guarded by
+	// mu.
+	grpcClients  map[string]*grpcClient
+	grpcRetiring map[*grpcClient]struct{}
 }
 
 // config is one compiled Snapshot; it never changes once stored.
@@ -119,6 +130,10 @@ type config struct {
 	listeners map[string]*listenerConfig
 	clusters  map[string]*upstream.Cluster
 	tables    map[string]*router.Table // by route configuration name
+	// grpc holds the channels the filters use, by cluster.
+	grpc map[string]*grpcClient
+	// buckets are the local rate limit buckets of the routes, by key.
+	buckets map[string]*tokenBucket
 }
 
 type listenerConfig struct {
@@ -143,6 +158,8 @@ type chainConfig struct {
 	maxHead   int
 	websocket bool
 	tls       *tls.Config
+	// filters are the HTTP filters before the router; nil: only the router.
+	filters []*httpFilter
 }
 
 // New returns a Runtime with no configuration: it serves nothing until Apply.
@@ -152,11 +169,13 @@ func New(opts Options) *Runtime {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Runtime{
-		opts:     opts,
-		log:      log,
-		metrics:  newMetrics(opts.Registerer, opts.Gateway),
-		servers:  map[string]*server{},
-		hijacked: map[net.Conn]struct{}{},
+		opts:         opts,
+		log:          log,
+		metrics:      newMetrics(opts.Registerer, opts.Gateway),
+		servers:      map[string]*server{},
+		hijacked:     map[net.Conn]struct{}{},
+		grpcClients:  map[string]*grpcClient{},
+		grpcRetiring: map[*grpcClient]struct{}{},
 	}
 	if opts.AccessLog != nil {
 		r.accessLog = slog.New(slog.NewJSONHandler(opts.AccessLog, nil))
@@ -167,6 +186,14 @@ func New(opts Options) *Runtime {
 		clusters:  map[string]*upstream.Cluster{},
 	})
 	return r
+}
+
+// now is the runtime's clock.
+func (r *Runtime) now() time.Time {
+	if r.opts.Now != nil {
+		return r.opts.Now()
+	}
+	return time.Now()
 }
 
 // ConfigDump returns the Snapshot the Runtime serves.
@@ -210,7 +237,7 @@ func (r *Runtime) Apply(s *xdsclient.Snapshot) error {
 		return errors.New("applying configuration: the proxy is closed")
 	}
 	old := r.cfg.Load()
-	cfg, err := r.compile(s, old)
+	cfg, env, err := r.compile(s, old)
 	if err != nil {
 		return err
 	}
@@ -227,12 +254,14 @@ func (r *Runtime) Apply(s *xdsclient.Snapshot) error {
 			for _, s := range fresh {
 				_ = s.ln.Close()
 			}
+			discardGRPC(env.fresh)
 			return fmt.Errorf("listener %q: binding %s: %w", name, lc.addr, err)
 		}
 		fresh[name] = r.newServer(lc, ln)
 	}
 
 	r.cfg.Store(cfg)
+	r.commitGRPC(cfg, env.fresh)
 
 	for name, cur := range r.servers {
 		lc, keep := cfg.listeners[name]
@@ -309,6 +338,9 @@ func (r *Runtime) Close(ctx context.Context) error {
 	for _, c := range r.cfg.Load().clusters {
 		c.Close()
 	}
+	r.mu.Lock()
+	r.closeGRPC()
+	r.mu.Unlock()
 	return errors.Join(errs...)
 }
 
@@ -322,8 +354,20 @@ func (r *Runtime) trackHijacked(c net.Conn, add bool) {
 	}
 }
 
-// compile checks every resource against the contract and compiles it.
-func (r *Runtime) compile(s *xdsclient.Snapshot, old *config) (*config, error) {
+// compile checks every resource against the contract and compiles it. The
+// gRPC channels it opened (env.fresh) are closed when it fails; the caller
+// closes them when it does not apply the configuration either.
+func (r *Runtime) compile(s *xdsclient.Snapshot, old *config) (*config, *compileEnv, error) {
+	env := r.newCompileEnv(old)
+	cfg, err := r.compileWith(s, old, env)
+	if err != nil {
+		discardGRPC(env.fresh)
+		return nil, nil, err
+	}
+	return cfg, env, nil
+}
+
+func (r *Runtime) compileWith(s *xdsclient.Snapshot, old *config, env *compileEnv) (*config, error) {
 	check := func(kind string, m map[string]proto.Message) error {
 		names := make([]string, 0, len(m))
 		for n := range m {
@@ -368,6 +412,7 @@ func (r *Runtime) compile(s *xdsclient.Snapshot, old *config) (*config, error) {
 		}
 		cfg.clusters[name] = cc
 	}
+	env.clusters = cfg.clusters
 	tables := map[string]*router.Table{}
 	reused := map[*router.Table]bool{} // already serving: their routes keep their Ext
 	for name, rc := range s.Routes {
@@ -386,11 +431,18 @@ func (r *Runtime) compile(s *xdsclient.Snapshot, old *config) (*config, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := env.compileRouteFilters(rc, t); err != nil {
+			return nil, err
+		}
 		tables[name] = t
 	}
 	cfg.tables = tables
+	for t := range reused {
+		routeBuckets(t, env.buckets)
+	}
+	cfg.buckets = env.buckets
 	for name, l := range s.Listeners {
-		lc, err := compileListener(l, tables, s.Secrets)
+		lc, err := compileListener(l, tables, s.Secrets, env)
 		if errors.Is(err, errWarming) {
 			// A listener whose route configuration or certificate has not
 			// arrived yet warms, as in Envoy: it is accepted, and bound once
@@ -407,25 +459,25 @@ func (r *Runtime) compile(s *xdsclient.Snapshot, old *config) (*config, error) {
 		}
 		cfg.listeners[name] = lc
 	}
-	// Make before break: a cluster that a route table still in use sends
-	// traffic to stays, with its endpoints and pool, until no table does
-	// (the control plane may drop it from CDS before the new routes arrive).
+	// Make before break: a cluster that a route table or a filter still in
+	// use sends traffic to stays, with its endpoints and pool, until none
+	// does (the control plane may drop it from CDS before the new routes
+	// arrive).
+	cfg.grpc = map[string]*grpcClient{}
 	for _, lc := range cfg.listeners {
 		for _, ch := range lc.chains {
-			for _, name := range clustersOf(ch.table) {
+			names := clustersOf(ch.table)
+			for _, f := range ch.filters {
+				if c := f.grpcClient(); c != nil {
+					cfg.grpc[c.cluster] = c
+					names = append(names, c.cluster)
+				}
+			}
+			for _, name := range names {
 				if cfg.clusters[name] == nil && old.clusters[name] != nil {
 					cfg.clusters[name] = old.clusters[name]
 				}
 			}
-		}
-	}
-	// Per-route metric caches.
-	for _, t := range tables {
-		if reused[t] {
-			continue
-		}
-		for _, rt := range t.Routes() {
-			rt.Ext = r.routeExt(rt)
 		}
 	}
 	return cfg, nil
@@ -496,6 +548,8 @@ var errWarming = errors.New("not received yet (the listener warms until it arriv
 type routeExt struct {
 	byBackend map[string]*routeStats
 	none      *routeStats
+	// filters is the route's configuration of HTTP filters, by filter name.
+	filters map[string]*routeFilter
 }
 
 func (r *Runtime) routeExt(rt *router.Route) *routeExt {

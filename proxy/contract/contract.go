@@ -20,6 +20,9 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	localrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -46,6 +49,11 @@ func init() {
 	for _, m := range []proto.Message{
 		&hcmv3.HttpConnectionManager{},
 		&routerv3.Router{},
+		&localrlv3.LocalRateLimit{},
+		&extauthzv3.ExtAuthz{},
+		&extauthzv3.ExtAuthzPerRoute{},
+		&ratelimitv3.RateLimit{},
+		&ratelimitv3.RateLimitPerRoute{},
 		&tlsinspectorv3.TlsInspector{},
 		&tlsv3.DownstreamTlsContext{},
 		&httpv3.HttpProtocolOptions{},
@@ -109,6 +117,77 @@ func init() {
 		"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.name",
 		"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config",
 
+		// HTTP filters: ext_authz (gRPC service).
+		"envoy.extensions.filters.http.ext_authz.v3.ExtAuthz.grpc_service",
+		"envoy.extensions.filters.http.ext_authz.v3.ExtAuthz.transport_api_version",
+		"envoy.extensions.filters.http.ext_authz.v3.ExtAuthz.failure_mode_allow",
+		"envoy.extensions.filters.http.ext_authz.v3.ExtAuthz.status_on_error",
+		"envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute.disabled",
+		"envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute.check_settings",
+		"envoy.extensions.filters.http.ext_authz.v3.CheckSettings.context_extensions",
+		"envoy.config.core.v3.GrpcService.envoy_grpc",
+		"envoy.config.core.v3.GrpcService.timeout",
+		"envoy.config.core.v3.GrpcService.EnvoyGrpc.cluster_name",
+		"envoy.type.v3.HttpStatus.code",
+
+		// HTTP filters: ratelimit.
+		"envoy.extensions.filters.http.ratelimit.v3.RateLimit.domain",
+		"envoy.extensions.filters.http.ratelimit.v3.RateLimit.timeout",
+		"envoy.extensions.filters.http.ratelimit.v3.RateLimit.failure_mode_deny",
+		"envoy.extensions.filters.http.ratelimit.v3.RateLimit.rate_limit_service",
+		"envoy.extensions.filters.http.ratelimit.v3.RateLimit.status_on_error",
+		"envoy.config.ratelimit.v3.RateLimitServiceConfig.grpc_service",
+		"envoy.config.ratelimit.v3.RateLimitServiceConfig.transport_api_version",
+		"envoy.extensions.filters.http.ratelimit.v3.RateLimitPerRoute.rate_limits",
+
+		// HTTP filters: local_ratelimit.
+		"envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit.stat_prefix",
+		"envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit.token_bucket",
+		"envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit.filter_enabled",
+		"envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit.filter_enforced",
+		"envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit.descriptors",
+		"envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit.rate_limits",
+		"envoy.extensions.common.ratelimit.v3.LocalRateLimitDescriptor.entries",
+		"envoy.extensions.common.ratelimit.v3.LocalRateLimitDescriptor.token_bucket",
+		"envoy.extensions.common.ratelimit.v3.RateLimitDescriptor.Entry.key",
+		"envoy.extensions.common.ratelimit.v3.RateLimitDescriptor.Entry.value",
+		"envoy.type.v3.TokenBucket.max_tokens",
+		"envoy.type.v3.TokenBucket.tokens_per_fill",
+		"envoy.type.v3.TokenBucket.fill_interval",
+		// The proxy has no runtime: a runtime key always takes its default.
+		"envoy.config.core.v3.RuntimeFractionalPercent.runtime_key",
+
+		// Rate limit descriptors (RateLimitPerRoute and LocalRateLimit).
+		"envoy.config.route.v3.RateLimit.actions",
+		"envoy.config.route.v3.RateLimit.hits_addend",
+		"envoy.config.route.v3.RateLimit.HitsAddend.number",
+		"envoy.config.route.v3.RateLimit.Action.generic_key",
+		"envoy.config.route.v3.RateLimit.Action.request_headers",
+		"envoy.config.route.v3.RateLimit.Action.header_value_match",
+		"envoy.config.route.v3.RateLimit.Action.remote_address_match",
+		"envoy.config.route.v3.RateLimit.Action.metadata",
+		"envoy.config.route.v3.RateLimit.Action.GenericKey.descriptor_key",
+		"envoy.config.route.v3.RateLimit.Action.GenericKey.descriptor_value",
+		"envoy.config.route.v3.RateLimit.Action.RequestHeaders.header_name",
+		"envoy.config.route.v3.RateLimit.Action.RequestHeaders.descriptor_key",
+		"envoy.config.route.v3.RateLimit.Action.HeaderValueMatch.descriptor_key",
+		"envoy.config.route.v3.RateLimit.Action.HeaderValueMatch.descriptor_value",
+		"envoy.config.route.v3.RateLimit.Action.HeaderValueMatch.expect_match",
+		"envoy.config.route.v3.RateLimit.Action.HeaderValueMatch.headers",
+		"envoy.config.route.v3.RateLimit.Action.RemoteAddressMatch.descriptor_key",
+		"envoy.config.route.v3.RateLimit.Action.RemoteAddressMatch.descriptor_value",
+		"envoy.config.route.v3.RateLimit.Action.RemoteAddressMatch.address_matcher",
+		"envoy.type.matcher.v3.AddressMatcher.ranges",
+		"envoy.type.matcher.v3.AddressMatcher.invert_match",
+		"xds.core.v3.CidrRange.address_prefix",
+		"xds.core.v3.CidrRange.prefix_len",
+		"envoy.config.route.v3.RateLimit.Action.MetaData.descriptor_key",
+		"envoy.config.route.v3.RateLimit.Action.MetaData.metadata_key",
+		"envoy.config.route.v3.RateLimit.Action.MetaData.source",
+		"envoy.type.metadata.v3.MetadataKey.key",
+		"envoy.type.metadata.v3.MetadataKey.path",
+		"envoy.type.metadata.v3.MetadataKey.PathSegment.key",
+
 		// TLS.
 		"envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext.common_tls_context",
 		"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.alpn_protocols",
@@ -130,6 +209,7 @@ func init() {
 		"envoy.config.route.v3.VirtualHost.name",
 		"envoy.config.route.v3.VirtualHost.domains",
 		"envoy.config.route.v3.VirtualHost.routes",
+		"envoy.config.route.v3.VirtualHost.typed_per_filter_config",
 		"envoy.config.route.v3.Route.name",
 		"envoy.config.route.v3.Route.match",
 		"envoy.config.route.v3.Route.metadata",
@@ -140,6 +220,7 @@ func init() {
 		"envoy.config.route.v3.Route.request_headers_to_remove",
 		"envoy.config.route.v3.Route.response_headers_to_add",
 		"envoy.config.route.v3.Route.response_headers_to_remove",
+		"envoy.config.route.v3.Route.typed_per_filter_config",
 		"envoy.config.core.v3.Metadata.filter_metadata",
 		"envoy.config.route.v3.RouteMatch.prefix",
 		"envoy.config.route.v3.RouteMatch.path",

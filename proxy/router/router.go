@@ -36,6 +36,7 @@ type Table struct {
 	prefixes []wildDomain // "x*": longest first
 	any      *VirtualHost
 	routes   []*Route
+	vhosts   []*VirtualHost // in configuration order
 }
 
 type wildDomain struct {
@@ -269,6 +270,7 @@ func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
 			return nil, fmt.Errorf("route configuration %q: virtual_hosts[%d] %q: %w", rc.GetName(), i, vh.GetName(), err)
 		}
 		t.routes = append(t.routes, cvh.routes...)
+		t.vhosts = append(t.vhosts, cvh)
 		for _, d := range vh.GetDomains() {
 			d = strings.ToLower(d)
 			switch {
@@ -298,6 +300,13 @@ func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
 
 // Routes returns every route of the table, virtual host by virtual host.
 func (t *Table) Routes() []*Route { return t.routes }
+
+// VirtualHosts returns the table's virtual hosts in the order of the
+// RouteConfiguration's virtual_hosts.
+func (t *Table) VirtualHosts() []*VirtualHost { return t.vhosts }
+
+// Routes returns the virtual host's routes in the order of its routes.
+func (vh *VirtualHost) Routes() []*Route { return vh.routes }
 
 // VirtualHost returns the virtual host for a Host header (port and case are
 // ignored): an exact domain, else the longest "*suffix", else the longest
@@ -414,21 +423,27 @@ func (rt *Route) matches(path string, r *http.Request) bool {
 }
 
 func (m *headerMatcher) matches(r *http.Request) bool {
-	var v string
-	var ok bool
 	if m.key == ":method" {
-		v, ok = r.Method, true
-	} else {
-		vs := r.Header[m.key]
-		switch len(vs) {
-		case 0:
-		case 1:
-			v, ok = vs[0], true
-		default:
-			// Several values are matched as one, joined by ",".
-			v, ok = strings.Join(vs, ","), true
-		}
+		return m.test(r.Method, true)
 	}
+	v, ok := headerValue(r.Header[m.key])
+	return m.test(v, ok)
+}
+
+// headerValue is the value a header matcher sees: several values are
+// matched as one, joined by ",".
+func headerValue(vs []string) (string, bool) {
+	switch len(vs) {
+	case 0:
+		return "", false
+	case 1:
+		return vs[0], true
+	}
+	return strings.Join(vs, ","), true
+}
+
+// test matches a header's value (ok: the header is present).
+func (m *headerMatcher) test(v string, ok bool) bool {
 	var res bool
 	switch {
 	case m.present:
@@ -657,27 +672,9 @@ func compileRoute(r *routev3.Route) (*Route, error) {
 		return nil, fmt.Errorf("match: path specifier %T is not supported", ps)
 	}
 	for i, h := range m.GetHeaders() {
-		hm := headerMatcher{invert: h.GetInvertMatch()}
-		if strings.HasPrefix(h.GetName(), ":") {
-			if h.GetName() != ":method" {
-				return nil, fmt.Errorf("match.headers[%d]: pseudo-header %q is not supported", i, h.GetName())
-			}
-			hm.key = ":method"
-		} else {
-			hm.key = textproto.CanonicalMIMEHeaderKey(h.GetName())
-		}
-		switch s := h.GetHeaderMatchSpecifier().(type) {
-		case *routev3.HeaderMatcher_StringMatch:
-			if err := stringMatch(s.StringMatch, &hm.exact, &hm.regex, &hm.isRegex); err != nil {
-				return nil, fmt.Errorf("match.headers[%d] (%s).string_match: %w", i, h.GetName(), err)
-			}
-		case *routev3.HeaderMatcher_PresentMatch:
-			if !s.PresentMatch {
-				hm.invert = !hm.invert
-			}
-			hm.present = true
-		default:
-			return nil, fmt.Errorf("match.headers[%d] (%s): matcher %T is not supported", i, h.GetName(), s)
+		hm, err := compileHeaderMatcher(h, routePseudoHeaders)
+		if err != nil {
+			return nil, fmt.Errorf("match.headers[%d]%w", i, err)
 		}
 		rt.headers = append(rt.headers, hm)
 	}
@@ -741,6 +738,78 @@ func compileRoute(r *routev3.Route) (*Route, error) {
 		return nil, fmt.Errorf("action %T is not supported", a)
 	}
 	return rt, nil
+}
+
+// routePseudoHeaders are the pseudo-headers a route's match may name.
+var routePseudoHeaders = map[string]bool{":method": true}
+
+// compileHeaderMatcher compiles one HeaderMatcher; pseudo lists the
+// pseudo-headers it may name. An error starts with what it is about, to
+// follow the matcher's own path.
+func compileHeaderMatcher(h *routev3.HeaderMatcher, pseudo map[string]bool) (headerMatcher, error) {
+	hm := headerMatcher{invert: h.GetInvertMatch()}
+	if strings.HasPrefix(h.GetName(), ":") {
+		if !pseudo[h.GetName()] {
+			return hm, fmt.Errorf(": pseudo-header %q is not supported", h.GetName())
+		}
+		hm.key = h.GetName()
+	} else {
+		if h.GetName() == "" {
+			return hm, fmt.Errorf(".name: empty")
+		}
+		hm.key = textproto.CanonicalMIMEHeaderKey(h.GetName())
+	}
+	switch s := h.GetHeaderMatchSpecifier().(type) {
+	case *routev3.HeaderMatcher_StringMatch:
+		if err := stringMatch(s.StringMatch, &hm.exact, &hm.regex, &hm.isRegex); err != nil {
+			return hm, fmt.Errorf(" (%s).string_match: %w", h.GetName(), err)
+		}
+	case *routev3.HeaderMatcher_PresentMatch:
+		if !s.PresentMatch {
+			hm.invert = !hm.invert
+		}
+		hm.present = true
+	default:
+		return hm, fmt.Errorf(" (%s): matcher %T is not supported", h.GetName(), s)
+	}
+	return hm, nil
+}
+
+// HeaderMatch is a compiled HeaderMatcher for use outside route matching
+// (rate limit actions). Besides header names it may name the pseudo-headers
+// ":method", ":path" (the normalised path and the query), ":authority" and
+// ":scheme".
+type HeaderMatch struct{ m headerMatcher }
+
+var actionPseudoHeaders = map[string]bool{":method": true, ":path": true, ":authority": true, ":scheme": true}
+
+// CompileHeaderMatch compiles h. An error starts with what it is about, to
+// follow the matcher's own path ("headers[0]" + err).
+func CompileHeaderMatch(h *routev3.HeaderMatcher) (*HeaderMatch, error) {
+	m, err := compileHeaderMatcher(h, actionPseudoHeaders)
+	if err != nil {
+		return nil, err
+	}
+	return &HeaderMatch{m: m}, nil
+}
+
+// Matches reports whether the request matches; pathQuery is its normalised
+// path with "?" and the raw query when there is one, scheme "http" or
+// "https".
+func (hm *HeaderMatch) Matches(r *http.Request, pathQuery, scheme string) bool {
+	m := &hm.m
+	switch m.key {
+	case ":method":
+		return m.test(r.Method, true)
+	case ":path":
+		return m.test(pathQuery, true)
+	case ":authority":
+		return m.test(r.Host, true)
+	case ":scheme":
+		return m.test(scheme, true)
+	}
+	v, ok := headerValue(r.Header[m.key])
+	return m.test(v, ok)
 }
 
 func stringMatch(sm *matcherv3.StringMatcher, exact *string, re **regexp.Regexp, isRegex *bool) error {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -244,5 +245,41 @@ func BenchmarkMatch10000RoutesLinear(b *testing.B) {
 		if rt := tb.Match("api.example.com", "/svc9999/api/items", r); rt == nil || rt.Name != "r9999" {
 			b.Fatal("wrong route")
 		}
+	}
+}
+
+func TestHeaderMatchPseudoHeaders(t *testing.T) {
+	r := &http.Request{Method: "POST", Host: "api.example", Header: http.Header{"X-Tier": {"free", "trial"}}, URL: &url.URL{}}
+	for _, tc := range []struct {
+		m    *routev3.HeaderMatcher
+		want bool
+	}{
+		{&routev3.HeaderMatcher{Name: ":path", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: regexSM(`/v1/[a-z]+(\?.*)?`)}}, true},
+		{&routev3.HeaderMatcher{Name: ":path", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: exactSM("/v1/items")}}, false},
+		{&routev3.HeaderMatcher{Name: ":method", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: exactSM("POST")}}, true},
+		{&routev3.HeaderMatcher{Name: ":authority", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: exactSM("api.example")}}, true},
+		{&routev3.HeaderMatcher{Name: ":scheme", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: exactSM("https")}}, true},
+		{&routev3.HeaderMatcher{Name: "x-tier", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: exactSM("free,trial")}}, true},
+		{&routev3.HeaderMatcher{Name: "x-none", HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}, false},
+		{&routev3.HeaderMatcher{Name: "x-none", HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}, InvertMatch: true}, true},
+	} {
+		m, err := CompileHeaderMatch(tc.m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Matches(r, "/v1/items?x=1", "https"); got != tc.want {
+			t.Errorf("%v: %v, want %v", tc.m, got, tc.want)
+		}
+	}
+	if _, err := CompileHeaderMatch(&routev3.HeaderMatcher{Name: ":status", HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}); err == nil {
+		t.Error(":status compiled")
+	}
+	// Route matches still take :method only.
+	_, err := Compile(&routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{{Name: "v", Domains: []string{"*"}, Routes: []*routev3.Route{
+		direct("p", &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
+			Headers: []*routev3.HeaderMatcher{{Name: ":path", HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}}}),
+	}}}})
+	if err == nil || !strings.Contains(err.Error(), `match.headers[0]: pseudo-header ":path" is not supported`) {
+		t.Errorf("route with a :path matcher: %v", err)
 	}
 }

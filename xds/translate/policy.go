@@ -258,7 +258,7 @@ func routePolicies(route *routev3.Route, r *ir.Route, f chainFilters) error {
 	if len(rl.Global) > 0 {
 		per := &ratelimitv3.RateLimitPerRoute{}
 		for i, g := range rl.Global {
-			x, err := globalRateLimit(g, r.Auth)
+			x, err := globalRateLimit(g)
 			if err != nil {
 				return fmt.Errorf("rateLimit.global[%d]: %w", i, err)
 			}
@@ -295,7 +295,7 @@ func genericKey(key, value string) *routev3.RateLimit_Action {
 // conditions (produced only when they all hold); the client CIDR entry; one
 // entry per Distinct header; one per claim (read from the dynamic metadata
 // the route's ext_authz filter stores under "claims").
-func globalRateLimit(g ir.GlobalRateLimit, auth *ir.RouteAuth) (*routev3.RateLimit, error) {
+func globalRateLimit(g ir.GlobalRateLimit) (*routev3.RateLimit, error) {
 	if g.Rule == "" {
 		return nil, errors.New("rule: empty")
 	}
@@ -371,10 +371,9 @@ func globalRateLimit(g ir.GlobalRateLimit, auth *ir.RouteAuth) (*routev3.RateLim
 			RequestHeaders: &routev3.RateLimit_Action_RequestHeaders{HeaderName: h.Name, DescriptorKey: "header." + h.Name}}})
 	}
 	if len(g.Claims) > 0 {
+		// Envoy's ext_authz keeps its dynamic metadata under its extension
+		// name, whatever the filter instance is called.
 		ns := ExtAuthzFilter
-		if auth != nil && auth.FailOpen {
-			ns = ExtAuthzFailOpenFilter
-		}
 		for i, c := range g.Claims {
 			if c == "" {
 				return nil, fmt.Errorf("claims[%d]: empty", i)
