@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime/pprof"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/sekisho/sekisho/auth"
+)
+
+// serve is the child: Check over gRPC on 127.0.0.1 until its standard
+// input closes (the parent stopped or died). The server is made with
+// auth.GRPCServerOptions, or with none when plain is set.
+func serve(cfgPath, profile string, plain bool) error {
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	b, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return err
+	}
+	var cfg auth.Config
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return err
+	}
+	s, err := auth.NewServer(auth.Options{})
+	if err != nil {
+		return err
+	}
+	if err := s.SetConfig(cfg); err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	opts := auth.GRPCServerOptions()
+	if plain {
+		opts = nil
+	}
+	gs := grpc.NewServer(opts...)
+	authv3.RegisterAuthorizationServer(gs, s)
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		gs.Stop()
+	}()
+	fmt.Printf("listening %s\n", lis.Addr())
+	err = gs.Serve(lis)
+	if errors.Is(err, grpc.ErrServerStopped) {
+		err = nil
+	}
+	return err
+}
+
+// serverProc is the running child.
+type serverProc struct {
+	cmd   *exec.Cmd
+	stdin io.Closer
+	addr  string
+	done  chan struct{}
+}
+
+func startServer(cfgPath, profile string, plain bool) (*serverProc, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("finding this program's binary: %w", err)
+	}
+	args := []string{"-serve", cfgPath}
+	if profile != "" {
+		args = append(args, "-cpuprofile", profile)
+	}
+	if plain {
+		args = append(args, "-plain")
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	sp := &serverProc{cmd: cmd, stdin: stdin, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(sp.done) }()
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		if sc.Scan() {
+			line <- sc.Text()
+		}
+		close(line)
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case l, ok := <-line:
+		addr, found := strings.CutPrefix(l, "listening ")
+		if !ok || !found {
+			sp.stop()
+			return nil, errors.New("the server child did not start")
+		}
+		sp.addr = addr
+	case <-time.After(30 * time.Second):
+		sp.stop()
+		return nil, errors.New("the server child did not start within 30s")
+	}
+	return sp, nil
+}
+
+func (sp *serverProc) pid() int { return sp.cmd.Process.Pid }
+
+// stop closes the child's standard input, then kills it if it has not
+// exited within 5s.
+func (sp *serverProc) stop() {
+	_ = sp.stdin.Close()
+	select {
+	case <-sp.done:
+		return
+	case <-time.After(5 * time.Second):
+	}
+	_ = sp.cmd.Process.Signal(syscall.SIGKILL)
+	<-sp.done
+}
+
+// grpcCaller spreads calls over a few connections.
+type grpcCaller struct {
+	conns   []*grpc.ClientConn
+	clients []authv3.AuthorizationClient
+	next    atomic.Uint64
+}
+
+func newGRPCCaller(addr string, n int) (*grpcCaller, error) {
+	g := &grpcCaller{}
+	for i := 0; i < n; i++ {
+		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			g.close()
+			return nil, err
+		}
+		g.conns = append(g.conns, c)
+		g.clients = append(g.clients, authv3.NewAuthorizationClient(c))
+	}
+	return g, nil
+}
+
+func (g *grpcCaller) close() {
+	for _, c := range g.conns {
+		_ = c.Close()
+	}
+}
+
+// call returns a function making one Check of r; each caller (worker)
+// gets its own connection, round robin.
+func (g *grpcCaller) call(r *authv3.CheckRequest) func() func(context.Context) error {
+	return func() func(context.Context) error {
+		c := g.clients[g.next.Add(1)%uint64(len(g.clients))]
+		return func(ctx context.Context) error {
+			resp, err := c.Check(ctx, r)
+			if err != nil {
+				return err
+			}
+			return checkOK(resp)
+		}
+	}
+}
+
+// inProcessCaller calls Server.Check directly.
+type inProcessCaller struct{ s *auth.Server }
+
+func newInProcessCaller(fx *fixture) (*inProcessCaller, error) {
+	s, err := auth.NewServer(auth.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.SetConfig(fx.cfg); err != nil {
+		return nil, err
+	}
+	return &inProcessCaller{s: s}, nil
+}
+
+func (p *inProcessCaller) call(r *authv3.CheckRequest) func() func(context.Context) error {
+	return func() func(context.Context) error {
+		return func(ctx context.Context) error {
+			resp, err := p.s.Check(ctx, r)
+			if err != nil {
+				return err
+			}
+			return checkOK(resp)
+		}
+	}
+}
