@@ -230,7 +230,10 @@ func TestChartDefaults(t *testing.T) {
 		t.Fatalf("Deployment has %d containers, want 1", len(pod.Containers))
 	}
 	c := pod.Containers[0]
-	wantArgs := []string{"controller", "--xds-address=0.0.0.0:18000", "--admin-address=0.0.0.0:18001", "--leader-elect", "--namespace=$(POD_NAMESPACE)"}
+	wantArgs := []string{"controller", "--xds-address=0.0.0.0:18000", "--admin-address=0.0.0.0:18001",
+		"--authz-listen=0.0.0.0:18081", "--ratelimit-listen=0.0.0.0:18082",
+		"--authz-address=sekisho-controller.$(POD_NAMESPACE).svc:18081", "--ratelimit-address=sekisho-controller.$(POD_NAMESPACE).svc:18082",
+		"--leader-elect", "--namespace=$(POD_NAMESPACE)"}
 	if !slices.Equal(c.Args, wantArgs) {
 		t.Errorf("controller args %q, want %q", c.Args, wantArgs)
 	}
@@ -262,8 +265,8 @@ func TestChartDefaults(t *testing.T) {
 	for _, p := range svc.Spec.Ports {
 		ports[p.Name] = p.Port
 	}
-	if ports["grpc-xds"] != 18000 || ports["http-metrics"] != 18001 || len(ports) != 2 {
-		t.Errorf("Service ports %v, want grpc-xds 18000 and http-metrics 18001", ports)
+	if ports["grpc-xds"] != 18000 || ports["http-metrics"] != 18001 || ports["grpc-authz"] != 18081 || ports["grpc-ratelimit"] != 18082 || len(ports) != 4 {
+		t.Errorf("Service ports %v, want grpc-xds 18000, grpc-authz 18081, grpc-ratelimit 18082 and http-metrics 18001", ports)
 	}
 	for k, v := range dep.Spec.Selector.MatchLabels {
 		if svc.Spec.Selector[k] != v || dep.Spec.Template.Labels[k] != v {
@@ -361,6 +364,8 @@ image: {repository: registry.example/sekisho, tag: v9.9.9, pullPolicy: Always}
 replicas: 3
 xds: {port: 19000}
 admin: {port: 19001}
+authz: {port: 19081}
+rateLimit: {port: 19082, redis: {address: "redis.cache.svc:6379"}}
 extraArgs: ["--log-level=debug"]
 nodeSelector: {kubernetes.io/os: linux}
 tolerations: [{key: dedicated, operator: Equal, value: gateway, effect: NoSchedule}]
@@ -381,7 +386,11 @@ gatewayClass:
 		var dep appsv1.Deployment
 		r.decode(t, "Deployment", "edge-controller", &dep)
 		c := dep.Spec.Template.Spec.Containers[0]
-		wantArgs := []string{"controller", "--xds-address=0.0.0.0:19000", "--admin-address=0.0.0.0:19001", "--leader-elect", "--namespace=$(POD_NAMESPACE)", "--log-level=debug"}
+		wantArgs := []string{"controller", "--xds-address=0.0.0.0:19000", "--admin-address=0.0.0.0:19001",
+			"--authz-listen=0.0.0.0:19081", "--ratelimit-listen=0.0.0.0:19082",
+			"--authz-address=edge-controller.$(POD_NAMESPACE).svc:19081", "--ratelimit-address=edge-controller.$(POD_NAMESPACE).svc:19082",
+			"--redis=redis.cache.svc:6379",
+			"--leader-elect", "--namespace=$(POD_NAMESPACE)", "--log-level=debug"}
 		if !slices.Equal(c.Args, wantArgs) {
 			t.Errorf("controller args %q, want %q", c.Args, wantArgs)
 		}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -32,18 +34,27 @@ import (
 type kubeFlags struct {
 	kubeconfig, namespace, leaseName, proxyImage, proxyXDS *string
 	leaderElect, provision                                 *bool
+	// The authorization and rate-limit services the controller runs.
+	services                            *bool
+	authzListen, rateLimitListen, redis *string
+	rateLimitDeadline                   *time.Duration
 }
 
 // addKubeFlags adds them to fs; they apply when -f is not given.
 func addKubeFlags(fs *flag.FlagSet) kubeFlags {
 	return kubeFlags{
-		kubeconfig:  fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster, or $KUBECONFIG)"),
-		namespace:   fs.String("namespace", "sekisho-system", "the controller's own namespace (leader-election Lease)"),
-		leaseName:   fs.String("leader-election-id", "sekisho-controller", "name of the leader-election Lease"),
-		proxyImage:  fs.String("proxy-image", "ghcr.io/sekisho/sekisho:latest", "image of the per-Gateway proxies"),
-		proxyXDS:    fs.String("proxy-xds-address", "", "xDS address the per-Gateway proxies dial (default: sekisho-controller.NAMESPACE.svc:18000)"),
-		leaderElect: fs.Bool("leader-elect", false, "elect one replica to write status and provision proxies (every replica serves xDS)"),
-		provision:   fs.Bool("provision", true, "provision a proxy Deployment, Service and ServiceAccount per Gateway"),
+		kubeconfig:        fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster, or $KUBECONFIG)"),
+		namespace:         fs.String("namespace", "sekisho-system", "the controller's own namespace (leader-election Lease)"),
+		leaseName:         fs.String("leader-election-id", "sekisho-controller", "name of the leader-election Lease"),
+		proxyImage:        fs.String("proxy-image", "ghcr.io/sekisho/sekisho:latest", "image of the per-Gateway proxies"),
+		proxyXDS:          fs.String("proxy-xds-address", "", "xDS address the per-Gateway proxies dial (default: sekisho-controller.NAMESPACE.svc:18000)"),
+		leaderElect:       fs.Bool("leader-elect", false, "elect one replica to write status and provision proxies (every replica serves xDS)"),
+		provision:         fs.Bool("provision", true, "provision a proxy Deployment, Service and ServiceAccount per Gateway"),
+		services:          fs.Bool("services", true, "run the authorization and rate-limit services in the controller (proxies reach them through the controller's Service unless --authz-address / --ratelimit-address say otherwise)"),
+		authzListen:       fs.String("authz-listen", "0.0.0.0:18081", "address of the authorization service, with --services"),
+		rateLimitListen:   fs.String("ratelimit-listen", "0.0.0.0:18082", "address of the rate-limit service, with --services"),
+		redis:             fs.String("redis", "", "Redis address(es) for the rate-limit counters, comma-separated (several: a Redis Cluster); without it each controller replica counts in memory"),
+		rateLimitDeadline: fs.Duration("ratelimit-deadline", 20*time.Millisecond, "how long a rate-limit decision may wait for the store before the rule's failure mode applies"),
 	}
 }
 
@@ -97,6 +108,37 @@ func runKubeController(ctx context.Context, flags controlPlaneFlags, kf kubeFlag
 		proxy:     infra.Defaults(*kf.proxyImage, proxyXDS),
 		provision: *kf.provision,
 	}
+	// The services: proxies reach them through the controller's Service.
+	var services []*service
+	if *kf.services {
+		for _, d := range []struct {
+			flag *string
+			port string
+		}{{flags.authzAddr, portOf(*kf.authzListen)}, {flags.rateLimitAddr, portOf(*kf.rateLimitListen)}} {
+			if *d.flag == "" {
+				*d.flag = "sekisho-controller." + *kf.namespace + ".svc:" + d.port
+			}
+		}
+		loopXDS := loopback(xdsLis.Addr().String())
+		id, _ := os.Hostname()
+		authzLis, err := net.Listen("tcp", *kf.authzListen)
+		if err != nil {
+			return fmt.Errorf("listening for the authorization service on %s: %w", *kf.authzListen, err)
+		}
+		authz, err := newAuthzService(authzLis, loopXDS, id, log, adm.Registry)
+		if err != nil {
+			return err
+		}
+		rlLis, err := net.Listen("tcp", *kf.rateLimitListen)
+		if err != nil {
+			return fmt.Errorf("listening for the rate-limit service on %s: %w", *kf.rateLimitListen, err)
+		}
+		rl, err := newRateLimitService(ctx, rlLis, loopXDS, id, *kf.redis, *kf.rateLimitDeadline, log, adm.Registry)
+		if err != nil {
+			return err
+		}
+		services = append(services, authz, rl)
+	}
 	topts, err := flags.translateOptions()
 	if err != nil {
 		return err
@@ -115,7 +157,18 @@ func runKubeController(ctx context.Context, flags controlPlaneFlags, kf kubeFlag
 	if _, err := kube.Register(mgr, kube.Options{Logger: log, Handler: k.handle, Elected: elected}); err != nil {
 		return err
 	}
+	// /readyz is the xDS server's: proxies must keep their control plane
+	// while Redis is away. Each service has its own page.
 	adm.SetReady(func() error { return pipelineReady(k.pipe) })
+	for _, svc := range services {
+		adm.Mux.HandleFunc("GET /readyz/"+svc.name, func(w http.ResponseWriter, _ *http.Request) {
+			if err := svc.Ready(); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		})
+	}
 	adm.Mux.HandleFunc("GET /status", statusHandler(k.pipe))
 
 	log.Info("controller starting (Kubernetes)", "xds", xdsLis.Addr().String(), "admin", adminLis.Addr().String(),
@@ -124,6 +177,9 @@ func runKubeController(ctx context.Context, flags controlPlaneFlags, kf kubeFlag
 	g.Go("xds server", func(ctx context.Context) error { return srv.Serve(ctx, xdsLis) })
 	g.Go("admin server", func(ctx context.Context) error { return adm.Serve(ctx, adminLis) })
 	g.Go("controller manager", mgr.Start)
+	for _, svc := range services {
+		svc.start(g)
+	}
 	err = g.Wait()
 	log.Info("controller stopped")
 	return err
@@ -227,4 +283,24 @@ func (k *kubeControlPlane) handle(ctx context.Context, res *resource.Resources, 
 	}
 	k.log.Debug("reconciled", "status_updates", n, "duration", time.Since(start))
 	return errors.Join(errs...)
+}
+
+// portOf is the port of a host:port ("18081" when it has none).
+func portOf(hostport string) string {
+	if _, port, err := net.SplitHostPort(hostport); err == nil && port != "" && port != "0" {
+		return port
+	}
+	return "18081"
+}
+
+// loopback is addr (a listening address) as a client on the same host dials it.
+func loopback(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }

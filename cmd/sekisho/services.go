@@ -61,11 +61,6 @@ func (s *service) Ready() error {
 	return nil
 }
 
-// address is the service's listening address as proxies dial it.
-func (s *service) address() (*ir.ServiceAddress, error) {
-	return serviceAddress(s.lis.Addr().String())
-}
-
 func serviceAddress(hostport string) (*ir.ServiceAddress, error) {
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {
@@ -101,7 +96,7 @@ func newAuthzService(lis net.Listener, xdsAddr, id string, log *slog.Logger, reg
 	if err != nil {
 		return nil, err
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(auth.GRPCServerOptions()...)
 	authv3.RegisterAuthorizationServer(gs, srv)
 	return &service{name: "authz", lis: lis, grpc: gs, sub: sub, ready: srv.Ready}, nil
 }

@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -17,6 +21,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	policyv1alpha1 "github.com/sekisho/sekisho/crds/policy/v1alpha1"
 )
 
 // converged checks what the controller must say of the base objects once it
@@ -201,6 +207,90 @@ spec:
 		}
 		if !found || len(r.Status.Parents) != 2 {
 			t.Fatalf("route parents %+v: want sekisho's entry and example.com/other's, untouched", r.Status.Parents)
+		}
+	})
+
+	t.Run("PoliciesGetStatusAndReachTheServices", func(t *testing.T) {
+		e.apply(t, fmt.Sprintf(`apiVersion: policy.sekisho.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: demo-limits, namespace: %[1]s}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: demo}]
+  global:
+    rules:
+    - {name: per-user, match: {headers: [{name: x-user, type: Distinct}]}, limit: {requests: 10, unit: Minute}}
+---
+apiVersion: policy.sekisho.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: demo-login, namespace: %[1]s}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: %[2]s}]
+  oidc:
+    provider: {issuer: "https://idp.example.com"}
+    clientID: web
+    clientSecretRef: {name: no-such-secret}
+---
+apiVersion: policy.sekisho.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: lost, namespace: %[1]s}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: no-such-route}]
+  local: {rules: [{name: l, limit: {requests: 1, unit: Second}}]}
+`, ns, gwName))
+		policyCond := func(obj client.Object, ancestors func() []gwv1.PolicyAncestorStatus, status metav1.ConditionStatus, reason string) func() error {
+			return func() error {
+				if err := e.cl.Get(ctx(t), client.ObjectKeyFromObject(obj), obj); err != nil {
+					return err
+				}
+				as := ancestors()
+				if len(as) != 1 {
+					return fmt.Errorf("%d ancestors, want 1: %+v", len(as), as)
+				}
+				if as[0].ControllerName != sekishoCtl {
+					return fmt.Errorf("controllerName %q", as[0].ControllerName)
+				}
+				return condIs(as[0].Conditions, "Accepted", status, reason, obj.GetGeneration())
+			}
+		}
+		rl := &policyv1alpha1.RateLimitPolicy{ObjectMeta: metav1.ObjectMeta{Name: "demo-limits", Namespace: ns}}
+		eventually(t, 20*time.Second, "RateLimitPolicy Accepted", policyCond(rl, func() []gwv1.PolicyAncestorStatus { return rl.Status.Ancestors }, metav1.ConditionTrue, "Accepted"))
+		sec := &policyv1alpha1.SecurityPolicy{ObjectMeta: metav1.ObjectMeta{Name: "demo-login", Namespace: ns}}
+		eventually(t, 20*time.Second, "SecurityPolicy Invalid", policyCond(sec, func() []gwv1.PolicyAncestorStatus { return sec.Status.Ancestors }, metav1.ConditionFalse, "Invalid"))
+		lost := &policyv1alpha1.RateLimitPolicy{ObjectMeta: metav1.ObjectMeta{Name: "lost", Namespace: ns}}
+		eventually(t, 20*time.Second, "RateLimitPolicy TargetNotFound", policyCond(lost, func() []gwv1.PolicyAncestorStatus { return lost.Status.Ancestors }, metav1.ConditionFalse, "TargetNotFound"))
+
+		// The rate-limit service the controller runs has the rule: a
+		// request for it is counted (remaining goes down), one for another
+		// domain is not.
+		conn, err := grpc.NewClient(ctl.rateLimit, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		rls := rlsv3.NewRateLimitServiceClient(conn)
+		eventually(t, 20*time.Second, "the rate-limit service counting demo-limits/per-user", func() error {
+			resp, err := rls.ShouldRateLimit(ctx(t), &rlsv3.RateLimitRequest{Domain: "sekisho", Descriptors: []*ratelimitv3.RateLimitDescriptor{{
+				Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "sekisho.rule", Value: ns + "/demo-limits/per-user"}, {Key: "header.x-user", Value: "alice"}},
+			}}})
+			if err != nil {
+				return err
+			}
+			if len(resp.Statuses) != 1 || resp.Statuses[0].CurrentLimit == nil || resp.Statuses[0].CurrentLimit.RequestsPerUnit != 10 {
+				return fmt.Errorf("statuses %v: the rule is not in force", resp.Statuses)
+			}
+			return nil
+		})
+		if err := httpOK("http://" + ctl.admin + "/readyz/ratelimit"); err != nil {
+			t.Errorf("/readyz/ratelimit: %v", err)
+		}
+		if err := httpOK("http://" + ctl.admin + "/readyz/authz"); err != nil {
+			t.Errorf("/readyz/authz: %v", err)
+		}
+		// The SecurityPolicy could not be enforced: its Gateway's routes answer 500.
+		ads := dialADS(t, ctl.xds, ns+"/"+gwName, "test-proxy-policies")
+		table := ads.routeTable(10 * time.Second)
+		if w := routes(t, table)["/"]; w["direct-response"] != 500 {
+			t.Fatalf("route table %s: want / answered 500 for an unenforceable SecurityPolicy", weightsOf(t, table))
 		}
 	})
 }

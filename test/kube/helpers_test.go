@@ -340,7 +340,8 @@ func tail(s string, n int) string {
 // controller is a `sekisho controller` in Kubernetes mode.
 type controller struct {
 	*proc
-	xds, admin string
+	xds, admin       string
+	authz, rateLimit string // the services it runs
 }
 
 // startController starts a controller on host and waits for /readyz.
@@ -352,9 +353,12 @@ func startController(t *testing.T, e *env, host, name string, extra ...string) *
 // startControllerOn starts a controller with the given xDS and admin addresses.
 func startControllerOn(t *testing.T, e *env, xds, admin, name string, extra ...string) *controller {
 	t.Helper()
+	host, _, _ := net.SplitHostPort(xds)
+	authz, rl := freeAddr(t, host), freeAddr(t, host)
 	args := append([]string{"controller", "--kubeconfig", e.c.Kubeconfig, "--namespace", systemNS,
-		"--xds-address", xds, "--admin-address", admin, "--proxy-xds-address", xds, "--log-level", "debug"}, extra...)
-	c := &controller{proc: startProc(t, name, args...), xds: xds, admin: admin}
+		"--xds-address", xds, "--admin-address", admin, "--proxy-xds-address", xds, "--log-level", "debug",
+		"--authz-listen", authz, "--ratelimit-listen", rl, "--authz-address", authz, "--ratelimit-address", rl}, extra...)
+	c := &controller{proc: startProc(t, name, args...), xds: xds, admin: admin, authz: authz, rateLimit: rl}
 	c.waitReady(t)
 	return c
 }
