@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -34,6 +35,7 @@ type service struct {
 	grpc  *grpc.Server
 	sub   *configsub.Subscriber
 	ready func() error
+	close func() // after the gRPC server has stopped; may be nil
 }
 
 func (s *service) start(g *group) {
@@ -43,7 +45,11 @@ func (s *service) start(g *group) {
 			<-ctx.Done()
 			s.grpc.GracefulStop()
 		}()
-		if err := s.grpc.Serve(s.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		err := s.grpc.Serve(s.lis)
+		if s.close != nil {
+			s.close()
+		}
+		if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("serving gRPC on %s: %w", s.lis.Addr(), err)
 		}
 		return nil
@@ -108,9 +114,11 @@ func newRateLimitService(ctx context.Context, lis net.Listener, xdsAddr, id, red
 	if redis == "" {
 		store = ratelimit.NewMemoryStore(ratelimit.MemoryOptions{})
 	} else {
-		s, err := ratelimit.NewRedisStore(ctx, ratelimit.RedisOptions{Addrs: strings.Split(redis, ","), Logger: log.With("component", "ratelimit-redis")})
+		opts := ratelimit.RedisOptions{Addrs: strings.Split(redis, ","), Logger: log.With("component", "ratelimit-redis")}
+		s, err := ratelimit.NewRedisStore(ctx, opts)
 		if err != nil {
-			return nil, fmt.Errorf("connecting to Redis at %s: %w", redis, err)
+			log.Warn("Redis cannot be reached; rate-limit rules apply their failure mode until it can", "redis", redis, "err", err)
+			s = newPendingRedis(ctx, opts, err, log)
 		}
 		store = s
 	}
@@ -131,9 +139,14 @@ func newRateLimitService(ctx context.Context, lis net.Listener, xdsAddr, id, red
 	if err != nil {
 		return nil, err
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(ratelimit.GRPCServerOptions()...)
 	rlsv3.RegisterRateLimitServiceServer(gs, srv)
-	return &service{name: "ratelimit", lis: lis, grpc: gs, sub: sub, ready: srv.Ready}, nil
+	return &service{name: "ratelimit", lis: lis, grpc: gs, sub: sub, ready: srv.Ready, close: func() {
+		srv.Close()
+		if err := store.Close(); err != nil {
+			log.Warn("closing the rate-limit store", "err", err)
+		}
+	}}, nil
 }
 
 // strictJSON decodes a service configuration, refusing unknown fields: a
@@ -218,4 +231,72 @@ func runRateLimit(ctx context.Context, args []string, _, stderr io.Writer) error
 		func(ctx context.Context, lis net.Listener, f serviceFlags, log *slog.Logger, reg prometheus.Registerer) (*service, error) {
 			return newRateLimitService(ctx, lis, *f.xdsAddr, *f.id, *redis, *deadline, log, reg)
 		})
+}
+
+// pendingRedis is the rate-limit store while Redis cannot be reached at
+// start: every decision fails at once with ratelimit.ErrStoreUnavailable (so
+// each rule's failure mode applies) while it keeps dialling in the
+// background; then it hands over to the Redis store. A controller that runs
+// the service keeps serving xDS when Redis is down at start.
+type pendingRedis struct {
+	opts    ratelimit.RedisOptions
+	log     *slog.Logger
+	store   atomic.Pointer[ratelimit.Store]
+	lastErr atomic.Pointer[error]
+	stop    context.CancelFunc
+	done    chan struct{}
+}
+
+func newPendingRedis(ctx context.Context, opts ratelimit.RedisOptions, first error, log *slog.Logger) *pendingRedis {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &pendingRedis{opts: opts, log: log, stop: cancel, done: make(chan struct{})}
+	p.lastErr.Store(&first)
+	go p.dial(ctx)
+	return p
+}
+
+func (p *pendingRedis) dial(ctx context.Context) {
+	defer close(p.done)
+	delay := 250 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		s, err := ratelimit.NewRedisStore(ctx, p.opts)
+		if err == nil {
+			p.store.Store(&s)
+			p.log.Info("connected to Redis", "addrs", p.opts.Addrs)
+			return
+		}
+		p.lastErr.Store(&err)
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+func (p *pendingRedis) Take(ctx context.Context, reqs []ratelimit.Request, out []ratelimit.Result) {
+	if s := p.store.Load(); s != nil {
+		(*s).Take(ctx, reqs, out)
+		return
+	}
+	for i := range reqs {
+		out[i] = ratelimit.Result{Err: ratelimit.ErrStoreUnavailable}
+	}
+}
+
+func (p *pendingRedis) Ping(ctx context.Context) error {
+	if s := p.store.Load(); s != nil {
+		return (*s).Ping(ctx)
+	}
+	return fmt.Errorf("connecting to Redis at %s: %w", strings.Join(p.opts.Addrs, ","), *p.lastErr.Load())
+}
+
+func (p *pendingRedis) Close() error {
+	p.stop()
+	<-p.done
+	if s := p.store.Load(); s != nil {
+		return (*s).Close()
+	}
+	return nil
 }

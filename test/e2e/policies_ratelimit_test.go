@@ -362,3 +362,55 @@ func TestRateLimitEmbedded(t *testing.T) {
 		t.Fatalf("admitted %d, limited %d; want 3 and 17", ok, limited)
 	}
 }
+
+// TestRateLimitRedisDownAtStart: a rate-limit service whose Redis is not up
+// yet still starts and answers (each rule's failure mode applies), and
+// counts once Redis comes up.
+func TestRateLimitRedisDownAtStart(t *testing.T) {
+	redis := redistest.Start(t)
+	redis.Stop()
+	api := dpStartEcho(t, "api")
+	portA, portB := dpPort(t), dpPort(t)
+	dir := t.TempDir()
+	dpWriteFile(t, filepath.Join(dir, "config.yaml"), rlConfig(portA, portB, api.Port))
+	rl, xds, adm := freeAddr(t), freeAddr(t), freeAddr(t)
+	cp := &dpRunning{dpProc: dpStart(t, "sekisho controller", "controller", "-f", dir, "--xds-address", xds, "--admin-address", adm,
+		"--ratelimit-address", rl), XDS: xds, Admin: adm}
+	dpWaitReady(t, cp, 20*time.Second)
+	radm := freeAddr(t)
+	svc := dpStart(t, "ratelimit", "ratelimit", "--xds", xds, "--listen", rl, "--admin-address", radm, "--redis", redis.Addr())
+	dpWaitFor(t, svc, 20*time.Second, "the rate-limit service's /healthz", func() bool { return dpAdminStatus(radm, "/healthz") == http.StatusOK })
+	if dpAdminStatus(radm, "/readyz") == http.StatusOK {
+		t.Fatal("/readyz is 200 with Redis down")
+	}
+	dpStartProxy(t, xds, "default/edge-a")
+	c := dpClient()
+	a := fmt.Sprintf("http://127.0.0.1:%d", portA)
+	dpWaitFor(t, nil, 20*time.Second, "the proxy serving", func() bool { return rlSend(c, a+"/", nil).code == 200 })
+	for i := range 5 {
+		if r := rlSend(c, a+"/open", nil); r.code != 200 {
+			t.Fatalf("fail-open request %d with Redis never up: %d %v", i, r.code, r.err)
+		}
+		if r := rlSend(c, a+"/closed", nil); r.code != http.StatusServiceUnavailable {
+			t.Fatalf("fail-closed request %d with Redis never up: %d %v", i, r.code, r.err)
+		}
+	}
+	if err := redis.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	rlAwayFromMinuteEnd()
+	dpWaitFor(t, svc, 20*time.Second, "the fail-closed route admitting once Redis is up", func() bool {
+		return rlSend(c, a+"/closed", nil).code == 200
+	})
+	limited := false
+	for range 10 {
+		if rlSend(c, a+"/closed", nil).code == http.StatusTooManyRequests {
+			limited = true
+			break
+		}
+	}
+	if !limited {
+		t.Fatal("once Redis was up, the 3/Minute rule never refused a request")
+	}
+	dpWaitFor(t, svc, 10*time.Second, "the rate-limit service's /readyz", func() bool { return dpAdminStatus(radm, "/readyz") == http.StatusOK })
+}
