@@ -99,6 +99,10 @@ unit: generate-tools
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseBytes$$' -fuzztime $(FUZZTIME) ./gateway/provider/file
 	$(GO) test -run '^$$' -fuzz '^FuzzTranslate$$' -fuzztime $(FUZZTIME) ./gateway/translate
+	$(GO) test -run '^$$' -fuzz '^FuzzCodecCheckRequest$$' -fuzztime $(FUZZTIME) ./auth
+	$(GO) test -run '^$$' -fuzz '^FuzzCodecUnmarshal$$' -fuzztime $(FUZZTIME) ./ratelimit
+	for f in FuzzParseRequest FuzzParseResponse FuzzChunkedReader; do \
+	  $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./proxy/h1 || exit 1; done
 
 # Benchmarks. Each prints its figures with the baseline measured in the same
 # run; docs/benchmarks.md records them with this command. test/bench/kube
@@ -109,6 +113,8 @@ bench: build tools
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk nginx)
 	test -x /usr/sbin/nginx || (apt-get update && apt-get install -y nginx)
 	$(GO) run ./test/bench/proxy -sekisho $(BIN)/sekisho $(BENCH_PROXY_FLAGS)
+	$(GO) run ./test/bench/ratelimit
+	$(GO) run ./test/bench/authz
 	$(GO) run ./test/bench/kube -sekisho $(BIN)/sekisho
 
 clean:
