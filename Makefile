@@ -11,7 +11,7 @@ HELM_VERSION := v3.22.0
 FUZZTIME ?= 30s
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build run test lint unit fuzz bench clean tools debs etcd redis dex chromium generate generate-tools
+.PHONY: all build run test lint unit conformance-core fuzz bench clean tools debs etcd redis dex chromium generate generate-tools
 
 all: build
 
@@ -65,7 +65,7 @@ run: build
 	  $(BIN)/sekisho echo --listen 127.0.0.1:9002 --name v2 & \
 	  $(BIN)/sekisho run -f examples/quickstart
 
-test: tools lint unit
+test: tools lint unit conformance-core
 
 lint: $(BIN)/staticcheck
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
@@ -128,6 +128,15 @@ conformance-tools: $(BIN)/echo-basic $(BIN)/sekisho
 
 $(BIN)/echo-basic: test/conformance/go.mod test/conformance/go.sum
 	cd test/conformance && $(GO) build -o $@ sigs.k8s.io/gateway-api/conformance/echo-basic
+
+# The GATEWAY-HTTP core tests of the conformance suite (36 in v1.6.3), part of
+# `make test`: any failure fails it. The suite's report goes to
+# bin/conformance-core.yaml and its counts are printed.
+.PHONY: conformance-core
+conformance-core: conformance-tools tools
+	cd test/conformance && $(GO) test -count=1 -timeout 20m -run '^TestConformance$$' . \
+	  -args -sekisho.core-only -report-output=$(BIN)/conformance-core.yaml -sekisho.deadline=15m
+	@grep -A6 -- '- core:' $(BIN)/conformance-core.yaml | grep -E 'result|Passed|Failed|Skipped'
 
 # The Gateway API conformance suite (v1.6.3) against `sekisho controller` on
 # a real kube-apiserver + etcd, every test of the features sekisho claims,
