@@ -342,6 +342,36 @@ func installCRDs(t *testing.T, c *kube.Cluster) {
 	if err != nil {
 		t.Fatalf("writing out crds.FS: %v", err)
 	}
+	if !*coreOnly {
+		// HTTPRouteRetry is an experimental-channel field, and the suite
+		// refuses a mix of channels: the extended run installs the
+		// experimental channel's CRDs, from the module go.mod pins, in place
+		// of the standard ones.
+		out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api").Output()
+		if err != nil {
+			t.Fatalf("finding the gateway-api module: %v", err)
+		}
+		std, _ := filepath.Glob(filepath.Join(dir, "gateway-api_*.yaml"))
+		for _, f := range std {
+			if err := os.Remove(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		exp := filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "experimental")
+		files, _ := filepath.Glob(filepath.Join(exp, "gateway.networking.*.yaml"))
+		if len(files) == 0 {
+			t.Fatalf("no experimental CRDs in %s", exp)
+		}
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "experimental_"+filepath.Base(f)), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	if out, err := c.Kubectl("apply", "--server-side", "-f", dir); err != nil {
 		t.Fatalf("installing the CRDs: %v\n%s", err, out)
 	}
