@@ -5,7 +5,10 @@
 //   - latency at a fixed rate (1 000 req/s) with an open-loop generator that
 //     measures from each request's due time, so stalls are not hidden;
 //   - the resident memory of `sekisho run` with a quickstart-sized config and
-//     with 10 000 HTTPRoutes.
+//     with 10 000 HTTPRoutes;
+//   - what sekisho's policy services add to a request through the proxy: the
+//     open-loop run on routes with a JWT SecurityPolicy (RS256, ES256) or a
+//     global RateLimitPolicy, against a route without a policy (policies.go).
 //
 // The backend is this program re-executed with -backend: a minimal net/http
 // server with a fixed JSON body. sekisho (`sekisho run`, built by `make
@@ -41,6 +44,7 @@ type config struct {
 	readyTimeout                 time.Duration
 	out                          string
 	perf                         bool
+	policies, freshTokens        bool
 	loadAvg                      string // the 1-minute load average when the run began
 }
 
@@ -61,6 +65,8 @@ func main() {
 	flag.DurationVar(&cfg.readyTimeout, "ready-timeout", 90*time.Second, "how long sekisho may take to become ready")
 	flag.StringVar(&cfg.out, "out", "", "also write the report to this file")
 	flag.BoolVar(&cfg.perf, "perf", false, "also profile sekisho with perf during an extra wrk run and report its top functions")
+	flag.BoolVar(&cfg.policies, "policies", true, "also measure the latency the policy services (JWT authorization, global rate limit) add through the proxy")
+	flag.BoolVar(&cfg.freshTokens, "fresh-tokens", false, "with -policies, also measure the JWT paths with a new token on every request, so that each one's signature is verified")
 	flag.Parse()
 
 	if *backend != "" {
@@ -179,7 +185,7 @@ func run(cfg config, tmp string) (string, error) {
 		mem1.skip = sekishoRes.skip
 	} else {
 		progress("starting sekisho run (1 route)")
-		s, err := startSekisho(cfg.sekishoBin, tmp, "sekisho-1", bport, 1, cfg.readyTimeout, "/")
+		s, err := startSekisho(cfg.sekishoBin, tmp, "sekisho-1", bport, 1, cfg.readyTimeout, "/", nil)
 		if err != nil {
 			sekishoRes.skip = firstLine(err.Error())
 			mem1.skip = sekishoRes.skip
@@ -217,7 +223,17 @@ func run(cfg config, tmp string) (string, error) {
 	ng.stop()
 	paths = append(paths, nginxRes)
 
-	// 4. sekisho's memory with many routes.
+	// 4. The policy hops, on a sekisho of their own.
+	var policies *policyResult
+	if cfg.policies {
+		if mem1.skip != "" && strings.Contains(mem1.skip, "no sekisho binary") {
+			policies = &policyResult{skip: mem1.skip}
+		} else if policies, err = measurePolicies(cfg, tmp, bport); err != nil {
+			return "", fmt.Errorf("measuring the policy hops: %w", err)
+		}
+	}
+
+	// 5. sekisho's memory with many routes.
 	if cfg.routes > 0 {
 		memN := memResult{label: "many routes", routes: cfg.routes}
 		if mem1.skip != "" && strings.Contains(mem1.skip, "no sekisho binary") {
@@ -228,7 +244,7 @@ func run(cfg config, tmp string) (string, error) {
 			if cfg.routes > 1 {
 				probe = fmt.Sprintf("/r/%05d/x", cfg.routes-2) // the last numbered route
 			}
-			s, err := startSekisho(cfg.sekishoBin, tmp, "sekisho-n", bport, cfg.routes, cfg.readyTimeout, probe)
+			s, err := startSekisho(cfg.sekishoBin, tmp, "sekisho-n", bport, cfg.routes, cfg.readyTimeout, probe, nil)
 			if err != nil {
 				memN.skip = firstLine(err.Error())
 				progress("sekisho with %d routes not measured: %v", cfg.routes, err)
@@ -247,6 +263,9 @@ func run(cfg config, tmp string) (string, error) {
 
 	var b strings.Builder
 	writeReport(&b, cfg, paths, mems)
+	if policies != nil {
+		writePolicyReport(&b, cfg, policies)
+	}
 	if profile != "" {
 		fmt.Fprintf(&b, "\nsekisho under wrk, perf record -g: own time by kind of code, then the functions with the largest share of samples in them or below them:\n\n```\n%s```\n", profile)
 	}

@@ -34,13 +34,33 @@ type openLoopResult struct {
 // waiting behind a slow answer counts, so a stall is not hidden (no
 // coordinated omission).
 func openLoop(addr string, rate int, d time.Duration, conns int) (openLoopResult, error) {
+	return openLoopRequests(addr, rate, d, conns, [][]byte{olRequest(addr, "/")})
+}
+
+// olRequest is the open loop's GET of path, with extra header lines
+// ("Name: value") after the usual ones.
+func olRequest(addr, path string, headers ...string) []byte {
+	b := []byte("GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUser-Agent: sekisho-bench-openloop\r\nAccept: */*\r\n")
+	for _, h := range headers {
+		b = append(b, h...)
+		b = append(b, "\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}
+
+// openLoopRequests is openLoop with the requests given: request i of the
+// run sends reqs[i%len(reqs)] (each a whole HTTP/1.1 request, built before
+// the run so that building it is not measured).
+func openLoopRequests(addr string, rate int, d time.Duration, conns int, reqs [][]byte) (openLoopResult, error) {
 	var res openLoopResult
 	if rate <= 0 || d <= 0 || conns <= 0 {
 		return res, fmt.Errorf("open loop: rate, duration and connections must be positive")
 	}
+	if len(reqs) == 0 {
+		return res, fmt.Errorf("open loop: no request to send")
+	}
 	interval := time.Second / time.Duration(rate)
 	total := int(d / interval)
-	req := []byte("GET / HTTP/1.1\r\nHost: " + addr + "\r\nUser-Agent: sekisho-bench-openloop\r\nAccept: */*\r\n\r\n")
 
 	pool := make([]*olConn, conns)
 	for i := range pool {
@@ -54,7 +74,7 @@ func openLoop(addr string, rate int, d time.Duration, conns int) (openLoopResult
 		pool[i] = c
 	}
 
-	due := make(chan time.Time, total) // never blocks the scheduler
+	due := make(chan olTick, total) // never blocks the scheduler
 	type workerResult struct {
 		lat      []time.Duration
 		failed   int
@@ -68,8 +88,8 @@ func openLoop(addr string, rate int, d time.Duration, conns int) (openLoopResult
 		go func(w *workerResult, c *olConn) {
 			defer wg.Done()
 			w.lat = make([]time.Duration, 0, total/conns+16)
-			for at := range due {
-				err := c.do(addr, req)
+			for t := range due {
+				err := c.do(addr, reqs[t.i%len(reqs)])
 				now := time.Now()
 				w.last = now
 				if err != nil {
@@ -79,7 +99,7 @@ func openLoop(addr string, rate int, d time.Duration, conns int) (openLoopResult
 					}
 					continue
 				}
-				w.lat = append(w.lat, now.Sub(at))
+				w.lat = append(w.lat, now.Sub(t.at))
 			}
 			if c.conn != nil {
 				c.conn.Close()
@@ -119,6 +139,13 @@ func openLoop(addr string, rate int, d time.Duration, conns int) (openLoopResult
 	return res, nil
 }
 
+// olTick is one request handed out by the ticker: its index in the run and
+// when it is due.
+type olTick struct {
+	at time.Time
+	i  int
+}
+
 // schedule hands out total due times, interval apart from start, on due.
 // It is the ticker of the open loop. Go's own timers wake up to a
 // millisecond late on Linux (the netpoller sleeps in whole milliseconds),
@@ -126,7 +153,7 @@ func openLoop(addr string, rate int, d time.Duration, conns int) (openLoopResult
 // delay to every latency; so this ticker sleeps with nanosleep on a locked
 // OS thread, which wakes within tens of microseconds. It returns how late
 // each request was handed out.
-func schedule(start time.Time, interval time.Duration, total int, due chan<- time.Time) []time.Duration {
+func schedule(start time.Time, interval time.Duration, total int, due chan<- olTick) []time.Duration {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	late := make([]time.Duration, 0, total)
@@ -143,7 +170,7 @@ func schedule(start time.Time, interval time.Duration, total int, due chan<- tim
 			}
 		}
 		late = append(late, time.Since(at))
-		due <- at
+		due <- olTick{at: at, i: i}
 	}
 	return late
 }

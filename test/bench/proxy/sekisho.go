@@ -79,8 +79,19 @@ endpoints:
 		return err
 	}
 	return writeFile(filepath.Join(dir, "routes.yaml"), func(w *bufio.Writer) {
-		route := func(name, prefix string, svc int) {
-			fmt.Fprintf(w, `---
+		if routes > 1 {
+			for i := 0; i < routes-1; i++ {
+				writeRoute(w, fmt.Sprintf("route-%05d", i), fmt.Sprintf("/r/%05d", i), i%services)
+			}
+		}
+		writeRoute(w, "root", "/", 0)
+	})
+}
+
+// writeRoute writes an HTTPRoute of the Gateway bench that sends the path
+// prefix to Service backend-<svc>.
+func writeRoute(w *bufio.Writer, name, prefix string, svc int) {
+	fmt.Fprintf(w, `---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata:
@@ -99,14 +110,6 @@ spec:
     - name: backend-%03d
       port: 80
 `, name, prefix, svc)
-		}
-		if routes > 1 {
-			for i := 0; i < routes-1; i++ {
-				route(fmt.Sprintf("route-%05d", i), fmt.Sprintf("/r/%05d", i), i%services)
-			}
-		}
-		route("root", "/", 0)
-	})
 }
 
 func writeFile(path string, body func(*bufio.Writer)) error {
@@ -136,8 +139,12 @@ type sekisho struct {
 
 // startSekisho writes a config of the given size into a folder under tmp,
 // starts `sekisho run` on it and waits until /readyz says ready and a
-// request through the proxy (to probePath) gets a 200.
-func startSekisho(bin, tmp, name string, backendPort, routes int, timeout time.Duration, probePath string) (*sekisho, error) {
+// request through the proxy (to probePath) gets a 200. extra, when not nil,
+// adds files to the config folder (the policy routes and their policies).
+//
+// The embedded authorization and rate-limit services listen on free ports
+// rather than their defaults, which another sekisho on the machine may hold.
+func startSekisho(bin, tmp, name string, backendPort, routes int, timeout time.Duration, probePath string, extra func(dir string) error) (*sekisho, error) {
 	dir := filepath.Join(tmp, name)
 	if err := os.MkdirAll(filepath.Join(dir, "config"), 0o755); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", dir, err)
@@ -149,17 +156,22 @@ func startSekisho(bin, tmp, name string, backendPort, routes int, timeout time.D
 	if err := writeSekishoConfig(filepath.Join(dir, "config"), gwPort, backendPort, routes); err != nil {
 		return nil, err
 	}
-	xds, err := freeAddr()
-	if err != nil {
-		return nil, err
+	if extra != nil {
+		if err := extra(filepath.Join(dir, "config")); err != nil {
+			return nil, err
+		}
 	}
-	adm, err := freeAddr()
-	if err != nil {
-		return nil, err
+	var addrs [4]string // xDS, admin, authorization, rate limit
+	for i := range addrs {
+		if addrs[i], err = freeAddr(); err != nil {
+			return nil, err
+		}
 	}
+	xds, adm := addrs[0], addrs[1]
 	start := time.Now()
 	c, err := startChild(name, filepath.Join(dir, "sekisho.log"), bin, "run",
-		"-f", filepath.Join(dir, "config"), "--xds-address", xds, "--admin-address", adm)
+		"-f", filepath.Join(dir, "config"), "--xds-address", xds, "--admin-address", adm,
+		"--authz-listen", addrs[2], "--ratelimit-listen", addrs[3])
 	if err != nil {
 		return nil, err
 	}
