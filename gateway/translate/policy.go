@@ -546,32 +546,21 @@ func (t *translator) targetExists(k targetKey) bool {
 	case "HTTPRoute":
 		for _, r := range t.res.HTTPRoutes {
 			if r != nil && r.Namespace == k.namespace && r.Name == k.name {
-				if k.section == "" {
-					return true
-				}
-				for _, rule := range r.Spec.Rules {
-					if rule.Name != nil && string(*rule.Name) == k.section {
-						return true
-					}
-				}
+				return k.section == "" || slices.ContainsFunc(r.Spec.Rules, func(rule gwv1.HTTPRouteRule) bool { return named(rule.Name, k.section) })
 			}
 		}
 	case "GRPCRoute":
 		for _, r := range t.res.GRPCRoutes {
 			if r != nil && r.Namespace == k.namespace && r.Name == k.name {
-				if k.section == "" {
-					return true
-				}
-				for _, rule := range r.Spec.Rules {
-					if rule.Name != nil && string(*rule.Name) == k.section {
-						return true
-					}
-				}
+				return k.section == "" || slices.ContainsFunc(r.Spec.Rules, func(rule gwv1.GRPCRouteRule) bool { return named(rule.Name, k.section) })
 			}
 		}
 	}
 	return false
 }
+
+// named says whether a rule's optional name is name.
+func named(n *gwv1.SectionName, name string) bool { return n != nil && string(*n) == name }
 
 // gatewaysOfTarget lists the Gateways of sekisho's a target reaches.
 func (t *translator) gatewaysOfTarget(k targetKey) []resource.ObjectKey {
