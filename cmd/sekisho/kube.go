@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -110,6 +112,7 @@ func runKubeController(ctx context.Context, flags controlPlaneFlags, kf kubeFlag
 	}
 	// The services: proxies reach them through the controller's Service.
 	var services []*service
+	var rlStore *storeSwitch
 	if *kf.services {
 		for _, d := range []struct {
 			flag *string
@@ -133,11 +136,16 @@ func runKubeController(ctx context.Context, flags controlPlaneFlags, kf kubeFlag
 		if err != nil {
 			return fmt.Errorf("listening for the rate-limit service on %s: %w", *kf.rateLimitListen, err)
 		}
-		rl, err := newRateLimitService(ctx, rlLis, loopXDS, id, *kf.redis, *kf.rateLimitDeadline, log, adm.Registry)
+		rlStore = newStoreSwitch(ctx, *kf.redis, log)
+		rl, err := newRateLimitService(rlLis, loopXDS, id, rlStore, *kf.rateLimitDeadline, log, adm.Registry)
 		if err != nil {
 			return err
 		}
 		services = append(services, authz, rl)
+	}
+	if rlStore != nil && *kf.redis == "" {
+		// No --redis: the GatewayClassConfigs say where the counters live.
+		k.redis = rlStore
 	}
 	topts, err := flags.translateOptions()
 	if err != nil {
@@ -216,6 +224,9 @@ type kubeControlPlane struct {
 	proxy     infra.ProxyConfig
 	provision bool
 
+	// redis, when set, follows the Redis address of the GatewayClassConfigs.
+	redis *storeSwitch
+
 	mu  sync.Mutex
 	res *resource.Resources // the view being translated, for addresses
 }
@@ -241,6 +252,9 @@ func (k *kubeControlPlane) handle(ctx context.Context, res *resource.Resources, 
 	k.res = res
 	k.mu.Unlock()
 	start := time.Now()
+	if k.redis != nil {
+		k.redis.Use(redisOf(res))
+	}
 	result, applyErr := k.pipe.Apply(ctx, res, nil)
 	if !elected {
 		return applyErr
@@ -303,4 +317,20 @@ func loopback(addr string) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// redisOf is the rate-limit Redis the GatewayClassConfigs of sekisho's
+// GatewayClasses name: the first, by class name, that names one.
+func redisOf(res *resource.Resources) string {
+	classes := slices.Clone(res.GatewayClasses)
+	slices.SortFunc(classes, func(a, b *gwv1.GatewayClass) int { return strings.Compare(a.Name, b.Name) })
+	for _, gc := range classes {
+		if gc == nil || string(gc.Spec.ControllerName) != resource.ControllerName {
+			continue
+		}
+		if c := gwtranslate.ClassConfig(res, gc); c != nil && c.Spec.RateLimit != nil && c.Spec.RateLimit.Redis != nil && c.Spec.RateLimit.Redis.Address != "" {
+			return c.Spec.RateLimit.Redis.Address
+		}
+	}
+	return ""
 }

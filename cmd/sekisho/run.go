@@ -57,7 +57,7 @@ func runEmbedded(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	rl, err := newRateLimitService(ctx, rlLis, xdsAddr, "run", *redis, *rlDeadline, log, adm.Registry)
+	rl, err := newRateLimitService(rlLis, xdsAddr, "run", rateLimitStore(ctx, *redis, log), *rlDeadline, log, adm.Registry)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -107,21 +108,24 @@ func newAuthzService(lis net.Listener, xdsAddr, id string, log *slog.Logger, reg
 	return &service{name: "authz", lis: lis, grpc: gs, sub: sub, ready: srv.Ready}, nil
 }
 
-// newRateLimitService serves on lis with an in-memory store, or Redis when
-// redis names one or more addresses (comma-separated: a cluster).
-func newRateLimitService(ctx context.Context, lis net.Listener, xdsAddr, id, redis string, deadline time.Duration, log *slog.Logger, reg prometheus.Registerer) (*service, error) {
-	var store ratelimit.Store
+// rateLimitStore is the in-memory store, or Redis when redis names one or
+// more addresses (comma-separated: a cluster). A Redis that cannot be
+// reached yet is dialled in the background.
+func rateLimitStore(ctx context.Context, redis string, log *slog.Logger) ratelimit.Store {
 	if redis == "" {
-		store = ratelimit.NewMemoryStore(ratelimit.MemoryOptions{})
-	} else {
-		opts := ratelimit.RedisOptions{Addrs: strings.Split(redis, ","), Logger: log.With("component", "ratelimit-redis")}
-		s, err := ratelimit.NewRedisStore(ctx, opts)
-		if err != nil {
-			log.Warn("Redis cannot be reached; rate-limit rules apply their failure mode until it can", "redis", redis, "err", err)
-			s = newPendingRedis(ctx, opts, err, log)
-		}
-		store = s
+		return ratelimit.NewMemoryStore(ratelimit.MemoryOptions{})
 	}
+	opts := ratelimit.RedisOptions{Addrs: strings.Split(redis, ","), Logger: log.With("component", "ratelimit-redis")}
+	s, err := ratelimit.NewRedisStore(ctx, opts)
+	if err != nil {
+		log.Warn("Redis cannot be reached; rate-limit rules apply their failure mode until it can", "redis", redis, "err", err)
+		return newPendingRedis(ctx, opts, err, log)
+	}
+	return s
+}
+
+// newRateLimitService serves on lis with the counters in store.
+func newRateLimitService(lis net.Listener, xdsAddr, id string, store ratelimit.Store, deadline time.Duration, log *slog.Logger, reg prometheus.Registerer) (*service, error) {
 	srv, err := ratelimit.NewServer(ratelimit.Options{Store: store, Deadline: deadline, Logger: log.With("component", "ratelimit"), Registerer: reg})
 	if err != nil {
 		return nil, err
@@ -229,7 +233,7 @@ func runRateLimit(ctx context.Context, args []string, _, stderr io.Writer) error
 			deadline = fs.Duration("deadline", 20*time.Millisecond, "how long a decision may wait for the store before the rule's failure mode applies")
 		},
 		func(ctx context.Context, lis net.Listener, f serviceFlags, log *slog.Logger, reg prometheus.Registerer) (*service, error) {
-			return newRateLimitService(ctx, lis, *f.xdsAddr, *f.id, *redis, *deadline, log, reg)
+			return newRateLimitService(lis, *f.xdsAddr, *f.id, rateLimitStore(ctx, *redis, log), *deadline, log, reg)
 		})
 }
 
@@ -299,4 +303,58 @@ func (p *pendingRedis) Close() error {
 		return (*s).Close()
 	}
 	return nil
+}
+
+// storeSwitch is the rate-limit store of a controller whose Redis address
+// comes from the cluster (GatewayClassConfig spec.rateLimit.redis): Use
+// moves the counters to another Redis, or to memory, when it changes.
+type storeSwitch struct {
+	ctx context.Context
+	log *slog.Logger
+
+	mu   sync.Mutex
+	addr string
+	cur  atomic.Pointer[ratelimit.Store]
+}
+
+func newStoreSwitch(ctx context.Context, redis string, log *slog.Logger) *storeSwitch {
+	s := &storeSwitch{ctx: ctx, log: log, addr: redis}
+	st := rateLimitStore(ctx, redis, log)
+	s.cur.Store(&st)
+	return s
+}
+
+// Use keeps the counters in Redis at addr ("" for memory).
+func (s *storeSwitch) Use(addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if addr == s.addr {
+		return
+	}
+	s.log.Info("rate-limit counters move", "from", cmpOr(s.addr, "memory"), "to", cmpOr(addr, "memory"))
+	next := rateLimitStore(s.ctx, addr, s.log)
+	old := s.cur.Swap(&next)
+	s.addr = addr
+	go func() {
+		// Decisions in flight on the old store finish first.
+		time.Sleep(time.Second)
+		if err := (*old).Close(); err != nil {
+			s.log.Warn("closing the previous rate-limit store", "err", err)
+		}
+	}()
+}
+
+func (s *storeSwitch) Take(ctx context.Context, reqs []ratelimit.Request, out []ratelimit.Result) {
+	(*s.cur.Load()).Take(ctx, reqs, out)
+}
+
+func (s *storeSwitch) Ping(ctx context.Context) error { return (*s.cur.Load()).Ping(ctx) }
+
+func (s *storeSwitch) Close() error { return (*s.cur.Load()).Close() }
+
+func cmpOr(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a
 }

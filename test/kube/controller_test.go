@@ -23,6 +23,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	policyv1alpha1 "github.com/sekisho/sekisho/crds/policy/v1alpha1"
+	"github.com/sekisho/sekisho/ratelimit/redistest"
 )
 
 // converged checks what the controller must say of the base objects once it
@@ -283,6 +284,25 @@ spec:
 		if err := httpOK("http://" + ctl.admin + "/readyz/ratelimit"); err != nil {
 			t.Errorf("/readyz/ratelimit: %v", err)
 		}
+		// The class's GatewayClassConfig names a Redis: the counters move there.
+		redis := redistest.Start(t)
+		e.kubectl(t, "patch", "gatewayclassconfig", "sekisho-proxies", "-n", systemNS, "--type=merge",
+			"-p", `{"spec":{"rateLimit":{"redis":{"address":"`+redis.Addr()+`"}}}}`)
+		eventually(t, 20*time.Second, "rate-limit counters in the GatewayClassConfig's Redis", func() error {
+			if _, err := rls.ShouldRateLimit(ctx(t), &rlsv3.RateLimitRequest{Domain: "sekisho", Descriptors: []*ratelimitv3.RateLimitDescriptor{{
+				Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "sekisho.rule", Value: ns + "/demo-limits/per-user"}, {Key: "header.x-user", Value: "bob"}},
+			}}}); err != nil {
+				return err
+			}
+			n, err := redistest.Do(redis.Addr(), time.Second, "DBSIZE")
+			if err != nil {
+				return err
+			}
+			if n == "0" {
+				return fmt.Errorf("Redis has no keys")
+			}
+			return nil
+		})
 		if err := httpOK("http://" + ctl.admin + "/readyz/authz"); err != nil {
 			t.Errorf("/readyz/authz: %v", err)
 		}
