@@ -163,3 +163,131 @@ func BenchmarkProxiedRequestRaw(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkProxiedRequestLean is BenchmarkProxiedRequestRaw with a backend
+// and a client that allocate nothing per request (wrk's request, a fixed
+// response), so that allocs/op and B/op are the proxy's own.
+func BenchmarkProxiedRequestLean(b *testing.B) {
+	be := newLeanBackend(b)
+	c := cluster("default/b:80", endpointOf(b, be))
+	r := route("r", prefix("/"))
+	r.Forward = fwd(c.Name)
+	_, addr := startRuntime(b, snapshotOf(b, httpGateway([]*ir.Route{r}, c)), "default/eg/http")
+	req := []byte("GET / HTTP/1.1\r\nHost: " + addr + "\r\n\r\n")
+	b.ReportAllocs()
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer conn.Close()
+		buf := make([]byte, 4096)
+		for pb.Next() {
+			if _, err := conn.Write(req); err != nil {
+				b.Error(err)
+				return
+			}
+			if err := readLeanResponse(conn, buf); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// newLeanBackend serves every request on a connection with the same small
+// JSON response, reading heads without parsing them (requests without a
+// body only).
+func newLeanBackend(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = ln.Close() })
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 29\r\nDate: Mon, 02 Jan 2006 15:04:05 GMT\r\n\r\n{\"service\":\"bench\",\"ok\":true}")
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 8192)
+				n := 0
+				for {
+					m, err := c.Read(buf[n:])
+					if err != nil {
+						return
+					}
+					n += m
+					for {
+						i := indexHeadEnd(buf[:n])
+						if i < 0 {
+							break
+						}
+						if _, err := c.Write(resp); err != nil {
+							return
+						}
+						n = copy(buf, buf[i:n])
+					}
+					if n == len(buf) {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+func indexHeadEnd(b []byte) int {
+	for i := 0; i+3 < len(b); i++ {
+		if b[i] == '\r' && b[i+1] == '\n' && b[i+2] == '\r' && b[i+3] == '\n' {
+			return i + 4
+		}
+	}
+	return -1
+}
+
+// readLeanResponse reads one response with a Content-Length into buf.
+func readLeanResponse(conn net.Conn, buf []byte) error {
+	n := 0
+	for {
+		m, err := conn.Read(buf[n:])
+		if err != nil {
+			return err
+		}
+		n += m
+		end := indexHeadEnd(buf[:n])
+		if end < 0 {
+			continue
+		}
+		head := buf[:end]
+		const cl = "\r\nContent-Length: "
+		clen := -1
+		for i := 0; i+len(cl) <= len(head); i++ {
+			if string(head[i:i+len(cl)]) == cl {
+				clen = 0
+				for j := i + len(cl); head[j] >= '0' && head[j] <= '9'; j++ {
+					clen = clen*10 + int(head[j]-'0')
+				}
+				break
+			}
+		}
+		if clen < 0 || string(head[9:12]) != "200" {
+			return io.ErrUnexpectedEOF
+		}
+		for n < end+clen {
+			m, err := conn.Read(buf[n:])
+			if err != nil {
+				return err
+			}
+			n += m
+		}
+		return nil
+	}
+}

@@ -131,14 +131,23 @@ type h1Conn struct {
 	maxHead int
 	rdl     time.Time // the read deadline set last (zero: none)
 
-	req     *http.Request
-	url     url.URL
-	hdr     http.Header
-	vals    []string // backs the header values of the current request
-	head    h1.RequestHead
-	scratch []byte
-	w       respWriter
-	body    reqBody
+	req  *http.Request
+	url  url.URL
+	hdr  http.Header
+	vals []string // backs the header values of the current request
+	head h1.RequestHead
+	// line is the current request's head: its fields (c.head) are offsets
+	// into it, and the strings of c.req point into it.
+	line string
+	// hdrReady: c.req.Header was built from the fields. Until then it is
+	// nil; see header.
+	hdrReady bool
+	ip       string // the client's address without its port
+	fwd      []byte // the request's header lines as they go upstream
+	up       attempt
+	scratch  []byte
+	w        respWriter
+	body     reqBody
 }
 
 func (hs *h1Server) newConn(nc net.Conn) *h1Conn {
@@ -159,7 +168,9 @@ func (hs *h1Server) newConn(nc net.Conn) *h1Conn {
 	c.state.Store(connIdle)
 	ctx := context.WithValue(context.Background(), connInfoKey{}, plainConnInfo)
 	c.req = (&http.Request{}).WithContext(ctx)
+	c.up.req = *c.req
 	c.req.RemoteAddr = nc.RemoteAddr().String()
+	c.ip = remoteIP(c.req.RemoteAddr)
 	c.w.c = c
 	c.w.hdr = make(http.Header, 16)
 	c.body.c = c
@@ -205,19 +216,25 @@ func (c *h1Conn) serve() {
 				return
 			}
 		}
-		if b, _ := c.br.Peek(c.br.Buffered()); h1.HeadEnd(b) < 0 {
-			// A head in several pieces: it must be whole within the
-			// header timeout.
-			c.rdl = time.Now().Add(h1ReadHeaderTimeout)
-			_ = c.nc.SetReadDeadline(c.rdl)
-		}
-		head, inBuf, _, err := h1.ReadHead(c.br, c.maxHead, &c.scratch)
-		if err != nil {
-			var he *h1.Error
-			if errors.As(err, &he) {
-				c.refuse(he)
+		b, _ := c.br.Peek(c.br.Buffered())
+		head, inBuf := b, true
+		if n := h1.HeadEnd(b); n >= 0 && n <= c.maxHead {
+			head = b[:n] // the head is buffered whole: as ReadHead gives it
+		} else {
+			if n < 0 {
+				// A head in several pieces: it must be whole within the
+				// header timeout.
+				c.rdl = time.Now().Add(h1ReadHeaderTimeout)
+				_ = c.nc.SetReadDeadline(c.rdl)
 			}
-			return
+			var err error
+			if head, inBuf, _, err = h1.ReadHead(c.br, c.maxHead, &c.scratch); err != nil {
+				var he *h1.Error
+				if errors.As(err, &he) {
+					c.refuse(he)
+				}
+				return
+			}
 		}
 		perr := h1.ParseRequest(head, &c.head)
 		if perr != nil {
@@ -282,10 +299,12 @@ func (c *h1Conn) wantsClose() bool {
 	return h.Close || (h.Minor == 0 && !h.KeepAlive) || c.hs.shutting.Load()
 }
 
+// setIdleDeadline makes sure the connection is closed once idle for about
+// h1IdleTimeout: the read deadline is moved on when less than 10 seconds
+// short of that are left (the coarse clock tells).
 func (c *h1Conn) setIdleDeadline() {
-	now := time.Now()
-	if c.rdl.IsZero() || c.rdl.Sub(now) < h1IdleTimeout-10*time.Second {
-		c.rdl = now.Add(h1IdleTimeout)
+	if c.rdl.IsZero() || c.rdl.Sub(clockBase)-coarseNow().mono < h1IdleTimeout-10*time.Second {
+		c.rdl = time.Now().Add(h1IdleTimeout)
 		_ = c.nc.SetReadDeadline(c.rdl)
 	}
 }
@@ -342,15 +361,32 @@ func (c *h1Conn) linger() {
 	_, _ = io.CopyN(io.Discard, c.nc, 256<<10)
 }
 
-var (
-	chunkedTE = []string{"chunked"}
-	methods   = map[string]string{}
-)
+var chunkedTE = []string{"chunked"}
 
-func init() {
-	for _, m := range []string{"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"} {
-		methods[m] = m
+// method returns the method of a request line as a constant string when it
+// is a common one.
+func method(b []byte) (string, bool) {
+	switch string(b) {
+	case http.MethodGet:
+		return http.MethodGet, true
+	case http.MethodPost:
+		return http.MethodPost, true
+	case http.MethodPut:
+		return http.MethodPut, true
+	case http.MethodDelete:
+		return http.MethodDelete, true
+	case http.MethodHead:
+		return http.MethodHead, true
+	case http.MethodOptions:
+		return http.MethodOptions, true
+	case http.MethodPatch:
+		return http.MethodPatch, true
+	case http.MethodConnect:
+		return http.MethodConnect, true
+	case http.MethodTrace:
+		return http.MethodTrace, true
 	}
+	return "", false
 }
 
 var errBadTarget = &h1.Error{Status: 400, Reason: "malformed request target"}
@@ -361,8 +397,7 @@ func (c *h1Conn) buildRequest(head []byte) *h1.Error {
 	h := &c.head
 	r := c.req
 	s := string(head)
-	mb := h.Method(head)
-	if m, ok := methods[string(mb)]; ok {
+	if m, ok := method(h.Method(head)); ok {
 		r.Method = m
 	} else {
 		r.Method = s[h.MethodStart:h.MethodEnd]
@@ -391,32 +426,17 @@ func (c *h1Conn) buildRequest(head []byte) *h1.Error {
 		r.Proto, r.ProtoMinor = "HTTP/1.0", 0
 	}
 	r.ProtoMajor = 1
-	hdr := c.hdr
-	clear(hdr)
-	if cap(c.vals) < len(h.Fields) {
-		c.vals = make([]string, len(h.Fields)+8)
-	}
-	vals := c.vals[:len(h.Fields)]
+	c.line = s
+	c.hdrReady = false
+	r.Header = nil
 	r.Host = ""
-	for i := range h.Fields {
-		f := &h.Fields[i]
-		v := s[f.ValueStart:f.ValueEnd]
-		if i == h.Host {
-			r.Host = v
-			continue
-		}
-		k := h1.CanonicalKey(head[f.NameStart:f.NameEnd])
-		vals[i] = v
-		if prev, ok := hdr[k]; ok {
-			hdr[k] = append(prev, v)
-		} else {
-			hdr[k] = vals[i : i+1 : i+1]
-		}
+	if h.Host >= 0 {
+		f := &h.Fields[h.Host]
+		r.Host = s[f.ValueStart:f.ValueEnd]
 	}
 	if r.URL.Host != "" {
 		r.Host = r.URL.Host
 	}
-	r.Header = hdr
 	r.Close = c.wantsClose()
 	r.Trailer = nil
 	r.TransferEncoding = nil
@@ -433,6 +453,111 @@ func (c *h1Conn) buildRequest(head []byte) *h1.Error {
 		r.Body = http.NoBody
 	}
 	return nil
+}
+
+// header builds the current request's header map from its fields, the
+// first time something needs it: the handler reads the fields themselves on
+// the fast path (see handler.ServeHTTP), and the request's Header is nil
+// until this is called.
+func (c *h1Conn) header() http.Header {
+	r := c.req
+	if c.hdrReady {
+		return r.Header
+	}
+	c.hdrReady = true
+	h := &c.head
+	s := c.line
+	hdr := c.hdr
+	clear(hdr)
+	if cap(c.vals) < len(h.Fields) {
+		c.vals = make([]string, len(h.Fields)+8)
+	}
+	vals := c.vals[:len(h.Fields)]
+	for i := range h.Fields {
+		if i == h.Host {
+			continue
+		}
+		f := &h.Fields[i]
+		k := h1.CanonicalKey(s[f.NameStart:f.NameEnd])
+		vals[i] = s[f.ValueStart:f.ValueEnd]
+		if prev, ok := hdr[k]; ok {
+			hdr[k] = append(prev, vals[i])
+		} else {
+			hdr[k] = vals[i : i+1 : i+1]
+		}
+	}
+	r.Header = hdr
+	return hdr
+}
+
+// upstreamFields returns the request's header lines as forward sends them
+// upstream when it edits req.Header: without the hop-by-hop fields and those
+// a Connection field names, with "Te: trailers" when the client accepts
+// trailers, X-Forwarded-For extended with the client's address and
+// X-Forwarded-Proto set to proto; names in their canonical form. (Host and
+// Content-Length come from the request itself.)
+func (c *h1Conn) upstreamFields(proto string) []byte {
+	h := &c.head
+	s := c.line
+	conn, xff, keepTE := false, false, false
+	for i := range h.Fields {
+		f := &h.Fields[i]
+		name := s[f.NameStart:f.NameEnd]
+		switch len(name) {
+		case 2:
+			if foldEqual(name, "te") && valueHasToken(s[f.ValueStart:f.ValueEnd], "trailers") {
+				keepTE = true
+			}
+		case 10:
+			conn = conn || foldEqual(name, "connection")
+		case 15:
+			xff = xff || foldEqual(name, "x-forwarded-for")
+		}
+	}
+	b := c.fwd[:0]
+	for i := range h.Fields {
+		if i == h.Host {
+			continue
+		}
+		f := &h.Fields[i]
+		name := s[f.NameStart:f.NameEnd]
+		switch {
+		case isHopName(name), foldEqual(name, "content-length"),
+			foldEqual(name, "x-forwarded-for"), foldEqual(name, "x-forwarded-proto"),
+			conn && namedByConnection(s, h.Fields, name):
+			continue
+		}
+		b = appendField(b, name, s[f.ValueStart:f.ValueEnd])
+	}
+	if keepTE {
+		b = append(b, "Te: trailers\r\n"...)
+	}
+	// X-Forwarded-For: the client's values, joined, then its address (when
+	// the address is unknown, the values as they came).
+	if c.ip != "" {
+		b = append(b, "X-Forwarded-For: "...)
+	}
+	for i := 0; xff && i < len(h.Fields); i++ {
+		f := &h.Fields[i]
+		name := s[f.NameStart:f.NameEnd]
+		switch {
+		case !foldEqual(name, "x-forwarded-for"), conn && namedByConnection(s, h.Fields, name):
+		case c.ip == "":
+			b = appendField(b, name, s[f.ValueStart:f.ValueEnd])
+		default:
+			b = append(b, s[f.ValueStart:f.ValueEnd]...)
+			b = append(b, ", "...)
+		}
+	}
+	if c.ip != "" {
+		b = append(b, c.ip...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "X-Forwarded-Proto: "...)
+	b = append(b, proto...)
+	b = append(b, "\r\n"...)
+	c.fwd = b
+	return b
 }
 
 func indexByteString(s string, c byte) int {
@@ -571,7 +696,9 @@ type respWriter struct {
 }
 
 func (w *respWriter) reset(req *http.Request, h *h1.RequestHead) {
-	clear(w.hdr)
+	if len(w.hdr) != 0 {
+		clear(w.hdr)
+	}
 	w.req = req
 	w.wroteHeader, w.chunked, w.noBody, w.hijacked = false, false, false, false
 	w.status, w.clen, w.written = 0, -1, 0
@@ -593,9 +720,6 @@ func (w *respWriter) WriteHeader(code int) {
 		_ = bw.Flush()
 		return
 	}
-	w.wroteHeader = true
-	w.status = code
-	bodyAllowed := code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified
 	if vv := w.hdr["Content-Length"]; len(vv) > 0 {
 		if n, ok := h1.ParseUint([]byte(vv[0])); ok {
 			w.clen = n
@@ -603,6 +727,63 @@ func (w *respWriter) WriteHeader(code int) {
 			delete(w.hdr, "Content-Length")
 		}
 	}
+	w.beginHead(code)
+	if _, ok := w.hdr["Date"]; !ok {
+		_, _ = w.c.bw.Write(dateLine())
+	}
+	w.writeFields()
+	w.endHead()
+}
+
+// writeUpstreamHead writes the head of an upstream response from its fields
+// (h, a parse of head) as WriteHeader writes it once they are copied into
+// w.Header() and the hop-by-hop ones removed. w.Header() must be empty.
+func (w *respWriter) writeUpstreamHead(code int, head []byte, h *h1.ResponseHead) {
+	if w.wroteHeader || w.hijacked {
+		return
+	}
+	conn := hasConnection(head, h.Fields)
+	date, badLength := false, false
+	for i := range h.Fields {
+		f := &h.Fields[i]
+		name := head[f.NameStart:f.NameEnd]
+		switch len(name) {
+		case 4:
+			date = date || foldEqual(name, "date") && !(conn && namedByConnection(head, h.Fields, name))
+		case 14:
+			if w.clen < 0 && !badLength && foldEqual(name, "content-length") && !(conn && namedByConnection(head, h.Fields, name)) {
+				if n, ok := h1.ParseUint(head[f.ValueStart:f.ValueEnd]); ok {
+					w.clen = n
+				} else {
+					badLength = true
+				}
+			}
+		}
+	}
+	w.beginHead(code)
+	bw := w.c.bw
+	if !date {
+		_, _ = bw.Write(dateLine())
+	}
+	for i := range h.Fields {
+		f := &h.Fields[i]
+		name := head[f.NameStart:f.NameEnd]
+		if isHopName(name) || conn && namedByConnection(head, h.Fields, name) ||
+			badLength && foldEqual(name, "content-length") {
+			continue
+		}
+		// The upstream's parser made sure of the values.
+		_, _ = bw.Write(appendField(bw.AvailableBuffer(), name, head[f.ValueStart:f.ValueEnd]))
+	}
+	w.endHead()
+}
+
+// beginHead starts the final response head: the framing follows from the
+// status, the request and w.clen, then the status line is written.
+func (w *respWriter) beginHead(code int) {
+	w.wroteHeader = true
+	w.status = code
+	bodyAllowed := code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified
 	switch {
 	case !bodyAllowed || w.req.Method == http.MethodHead:
 		w.noBody = true
@@ -615,12 +796,12 @@ func (w *respWriter) WriteHeader(code int) {
 	if code == http.StatusSwitchingProtocols {
 		w.closeAfter = true
 	}
+	_, _ = w.c.bw.WriteString(statusLine(code))
+}
+
+// endHead writes the framing and connection fields and ends the head.
+func (w *respWriter) endHead() {
 	bw := w.c.bw
-	_, _ = bw.WriteString(statusLine(code))
-	if _, ok := w.hdr["Date"]; !ok {
-		_, _ = bw.Write(dateLine())
-	}
-	w.writeFields()
 	if w.chunked {
 		_, _ = bw.WriteString("Transfer-Encoding: chunked\r\n")
 	}
@@ -784,24 +965,6 @@ func statusLine(code int) string {
 	}
 	return "HTTP/1.1 " + strconv.Itoa(code) + " status code " + strconv.Itoa(code) + "\r\n"
 }
-
-// dateLine returns "Date: <now>\r\n", formatted once a second.
-func dateLine() []byte {
-	now := time.Now().Unix()
-	if d := cachedDate.Load(); d != nil && d.sec == now {
-		return d.line
-	}
-	d := &dateCache{sec: now, line: []byte("Date: " + time.Unix(now, 0).UTC().Format(http.TimeFormat) + "\r\n")}
-	cachedDate.Store(d)
-	return d.line
-}
-
-type dateCache struct {
-	sec  int64
-	line []byte
-}
-
-var cachedDate atomic.Pointer[dateCache]
 
 // peekedConn is a connection whose first bytes were read into r.
 type peekedConn struct {

@@ -50,6 +50,14 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	st := reqState{start: time.Now()}
+	// On the HTTP/1.1 fast path the request's header is still its parsed
+	// fields (req.Header is nil): the map is built only for what reads it,
+	// the filters and a route table that matches on headers here, some
+	// routes in forward. hc is nil once it is built.
+	var hc *h1Conn
+	if rw, ok := w.(*respWriter); ok && rw.req == req && !rw.c.hdrReady {
+		hc = rw.c
+	}
 	wrote := false
 	defer func() {
 		if v := recover(); v != nil {
@@ -84,6 +92,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		wrote = true
 		w.WriteHeader(st.code)
 		return
+	}
+	if hc != nil && (len(chain.filters) != 0 || chain.table.ReadsHeaders()) {
+		hc.header()
+		hc = nil
 	}
 
 	raw := req.RequestURI
@@ -154,7 +166,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(st.code)
 		return
 	}
-	wrote = h.forward(w, req, cfg, rt, path, scheme, &st)
+	wrote = h.forward(w, req, hc, cfg, rt, path, scheme, &st)
 }
 
 // finish records the request in the metrics and the access log.
@@ -205,8 +217,9 @@ const (
 )
 
 // forward sends the request upstream and copies the response back. It
-// reports whether anything was written downstream.
-func (h *handler) forward(w http.ResponseWriter, req *http.Request, cfg *config, rt *router.Route, path, scheme string, st *reqState) bool {
+// reports whether anything was written downstream. hc, when not nil, is the
+// fast path's connection whose request header is still its fields.
+func (h *handler) forward(w http.ResponseWriter, req *http.Request, hc *h1Conn, cfg *config, rt *router.Route, path, scheme string, st *reqState) bool {
 	f := rt.Forward
 	name, wc := f.PickCluster()
 	st.backend = name
@@ -216,50 +229,36 @@ func (h *handler) forward(w http.ResponseWriter, req *http.Request, cfg *config,
 		w.WriteHeader(st.code)
 		return true
 	}
+	client, _ := cl.RT.(*upstream.Client)
 
+	// The request's fields go upstream as they are, edited on the way (see
+	// h1Conn.upstreamFields), unless the header map is needed: an upgrade,
+	// mirrors, header mutations, or a cluster that takes http.Header.
+	if hc != nil && (client == nil || hc.head.Upgrade || len(f.Mirrors) != 0 ||
+		!rt.RequestHeaders.Empty() || (wc != nil && !wc.RequestHeaders.Empty())) {
+		hc.header()
+		hc = nil
+	}
 	upgrade := false
-	hdr := req.Header
-	if req.ProtoMajor == 1 && len(hdr["Upgrade"]) > 0 && headerHasToken(hdr["Connection"], "upgrade") {
-		ls := cfg.listeners[h.listener]
-		ci, _ := req.Context().Value(connInfoKey{}).(*connInfo)
-		if ls != nil && ci != nil {
-			if c := ls.chainFor(ci.sni); c != nil && c.websocket && strings.EqualFold(hdr.Get("Upgrade"), "websocket") {
-				upgrade = true
-			}
-		}
-	}
-
-	// Request headers: hop-by-hop out, forwarding headers in, then the
-	// weighted cluster's and the route's mutations.
-	keepTE := headerHasToken(hdr["Te"], "trailers")
-	var upgradeVal []string
-	if upgrade {
-		upgradeVal = hdr["Upgrade"]
-	}
-	removeHop(hdr)
-	if keepTE {
-		hdr["Te"] = []string{"trailers"}
-	}
-	if upgrade {
-		hdr["Connection"] = []string{"Upgrade"}
-		hdr["Upgrade"] = upgradeVal
-	}
-	if ip := remoteIP(req.RemoteAddr); ip != "" {
-		if prior := hdr["X-Forwarded-For"]; len(prior) > 0 {
-			hdr["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + ip}
-		} else {
-			hdr["X-Forwarded-For"] = []string{ip}
-		}
-	}
-	if scheme == "https" {
-		hdr["X-Forwarded-Proto"] = xfpHTTPS
+	var hdr http.Header
+	var fields []byte
+	if hc != nil {
+		fields = hc.upstreamFields(scheme)
 	} else {
-		hdr["X-Forwarded-Proto"] = xfpHTTP
+		hdr = req.Header
+		upgrade = h.editRequestHeader(req, cfg, rt, wc, scheme)
 	}
-	if wc != nil {
-		wc.RequestHeaders.Apply(hdr)
+	// The response's fields are written downstream as they are when nothing
+	// edits them.
+	rw, _ := w.(*respWriter)
+	rawResp := client != nil && rw != nil && !upgrade && len(rw.hdr) == 0 &&
+		rt.ResponseHeaders.Empty() && (wc == nil || wc.ResponseHeaders.Empty())
+	// sekisho's client holds on to no request once its exchange is over: the
+	// connection's own can be reused.
+	var reuse *attempt
+	if client != nil && rw != nil {
+		reuse = &rw.c.up
 	}
-	rt.RequestHeaders.Apply(hdr)
 
 	host := req.Host
 	if f.HostRewrite != "" {
@@ -349,14 +348,17 @@ func (h *handler) forward(w http.ResponseWriter, req *http.Request, cfg *config,
 			perTry = f.Retry.PerTryTimeout
 		}
 		tryCtx := tries.next(ctx, perTry)
-		try := out.WithContext(tryCtx)
-		try.URL = &url.URL{Scheme: "http", Host: ep.Addr, Opaque: fwdPath, RawQuery: req.URL.RawQuery}
+		try := reuse.prepare(&out, tryCtx, ep.Addr, fwdPath, req.URL.RawQuery)
 		if body != nil {
 			try.Body = io.NopCloser(bytes.NewReader(body))
 			try.GetBody = replay(body)
 		}
 		var err error
-		resp, err = cl.RT.RoundTrip(try)
+		if client != nil {
+			resp, err = client.RoundTripRaw(try, fields, rawResp)
+		} else {
+			resp, err = cl.RT.RoundTrip(try)
+		}
 		lastFail = failNone
 		if err != nil {
 			switch {
@@ -426,21 +428,26 @@ func (h *handler) forward(w http.ResponseWriter, req *http.Request, cfg *config,
 
 	// Response headers.
 	dst := w.Header()
-	for k, vv := range resp.Header {
-		dst[k] = vv
-	}
-	removeHop(dst)
-	if wc != nil {
-		wc.ResponseHeaders.Apply(dst)
-	}
-	rt.ResponseHeaders.Apply(dst)
-	if _, ok := dst["Content-Type"]; !ok {
-		// The response goes out with the Content-Type the upstream and the
-		// route gave it, or none: never one guessed from the body.
-		dst["Content-Type"] = nil
-	}
 	st.code = resp.StatusCode
-	w.WriteHeader(resp.StatusCode)
+	if rawResp {
+		head, rh := upstream.ResponseHead(resp)
+		rw.writeUpstreamHead(resp.StatusCode, head, rh)
+	} else {
+		for k, vv := range resp.Header {
+			dst[k] = vv
+		}
+		removeHop(dst)
+		if wc != nil {
+			wc.ResponseHeaders.Apply(dst)
+		}
+		rt.ResponseHeaders.Apply(dst)
+		if _, ok := dst["Content-Type"]; !ok {
+			// The response goes out with the Content-Type the upstream and
+			// the route gave it, or none: never one guessed from the body.
+			dst["Content-Type"] = nil
+		}
+		w.WriteHeader(resp.StatusCode)
+	}
 
 	flush := resp.ContentLength < 0 || resp.ProtoMajor == 2
 	n, err := copyBody(w, resp.Body, flush)
@@ -460,6 +467,79 @@ func (h *handler) forward(w http.ResponseWriter, req *http.Request, cfg *config,
 		dst[http.TrailerPrefix+k] = vv
 	}
 	return true
+}
+
+// editRequestHeader edits req.Header for the trip upstream: hop-by-hop
+// fields out, forwarding fields in, then the weighted cluster's and the
+// route's mutations. It reports whether the request is an upgrade the
+// listener takes (a WebSocket), whose Connection and Upgrade stay.
+func (h *handler) editRequestHeader(req *http.Request, cfg *config, rt *router.Route, wc *router.WeightedCluster, scheme string) bool {
+	upgrade := false
+	hdr := req.Header
+	if req.ProtoMajor == 1 && len(hdr["Upgrade"]) > 0 && headerHasToken(hdr["Connection"], "upgrade") {
+		ls := cfg.listeners[h.listener]
+		ci, _ := req.Context().Value(connInfoKey{}).(*connInfo)
+		if ls != nil && ci != nil {
+			if c := ls.chainFor(ci.sni); c != nil && c.websocket && strings.EqualFold(hdr.Get("Upgrade"), "websocket") {
+				upgrade = true
+			}
+		}
+	}
+	keepTE := headerHasToken(hdr["Te"], "trailers")
+	var upgradeVal []string
+	if upgrade {
+		upgradeVal = hdr["Upgrade"]
+	}
+	removeHop(hdr)
+	if keepTE {
+		hdr["Te"] = []string{"trailers"}
+	}
+	if upgrade {
+		hdr["Connection"] = []string{"Upgrade"}
+		hdr["Upgrade"] = upgradeVal
+	}
+	if ip := remoteIP(req.RemoteAddr); ip != "" {
+		if prior := hdr["X-Forwarded-For"]; len(prior) > 0 {
+			hdr["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + ip}
+		} else {
+			hdr["X-Forwarded-For"] = []string{ip}
+		}
+	}
+	if scheme == "https" {
+		hdr["X-Forwarded-Proto"] = xfpHTTPS
+	} else {
+		hdr["X-Forwarded-Proto"] = xfpHTTP
+	}
+	if wc != nil {
+		wc.RequestHeaders.Apply(hdr)
+	}
+	rt.RequestHeaders.Apply(hdr)
+	return upgrade
+}
+
+// attempt is the request of an attempt upstream and its URL, reused from
+// one request of a connection to the next.
+type attempt struct {
+	req http.Request // with the connection's context
+	url url.URL
+}
+
+// prepare returns the request of an attempt: out with ctx and the URL of
+// path and query at addr. It is a's own when ctx is the connection's, a new
+// one otherwise (a is nil: always).
+func (a *attempt) prepare(out *http.Request, ctx context.Context, addr, path, query string) *http.Request {
+	if a == nil || ctx != a.req.Context() {
+		r := out.WithContext(ctx)
+		r.URL = &url.URL{Scheme: "http", Host: addr, Opaque: path, RawQuery: query}
+		return r
+	}
+	r := &a.req
+	r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = out.Method, out.Proto, out.ProtoMajor, out.ProtoMinor
+	r.Header, r.Host, r.TransferEncoding = out.Header, out.Host, out.TransferEncoding
+	r.Body, r.GetBody, r.ContentLength = out.Body, out.GetBody, out.ContentLength
+	a.url = url.URL{Scheme: "http", Host: addr, Opaque: path, RawQuery: query}
+	r.URL = &a.url
+	return r
 }
 
 // replay gives a buffered request body again (http.Request.GetBody).
@@ -647,12 +727,20 @@ func removeHop(h http.Header) {
 
 func headerHasToken(vs []string, token string) bool {
 	for _, v := range vs {
-		for v != "" {
-			var tok string
-			tok, v, _ = strings.Cut(v, ",")
-			if strings.EqualFold(strings.TrimSpace(tok), token) {
-				return true
-			}
+		if valueHasToken(v, token) {
+			return true
+		}
+	}
+	return false
+}
+
+// valueHasToken reports whether the comma-separated list v holds token.
+func valueHasToken(v, token string) bool {
+	for v != "" {
+		var tok string
+		tok, v, _ = strings.Cut(v, ",")
+		if strings.EqualFold(strings.TrimSpace(tok), token) {
+			return true
 		}
 	}
 	return false

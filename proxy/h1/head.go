@@ -12,6 +12,7 @@ package h1
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 )
@@ -100,35 +101,27 @@ func HeadEnd(b []byte) int {
 	return -1
 }
 
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
-}
+func indexByte(b []byte, c byte) int { return bytes.IndexByte(b, c) }
 
 // nextLine returns the line at b[i:] without its line ending, and the index
 // after the ending. A line must end in LF (optionally CRLF); a CR anywhere
 // else is an error.
 func nextLine(b []byte, i int) (start, end, next int, err error) {
-	start = i
-	for j := i; j < len(b); j++ {
-		switch b[j] {
-		case '\n':
-			end = j
-			if end > start && b[end-1] == '\r' {
-				end--
-			}
-			return start, end, j + 1, nil
-		case '\r':
-			if j+1 >= len(b) || b[j+1] != '\n' {
-				return 0, 0, 0, errBareCR
-			}
+	j := indexByte(b[i:], '\n')
+	if j < 0 {
+		if indexByte(b[i:], '\r') >= 0 {
+			return 0, 0, 0, errBareCR
 		}
+		return 0, 0, 0, errRequestLine
 	}
-	return 0, 0, 0, errRequestLine
+	end = i + j
+	if k := indexByte(b[i:end], '\r'); k >= 0 {
+		if i+k != end-1 {
+			return 0, 0, 0, errBareCR
+		}
+		end--
+	}
+	return i, end, i + j + 1, nil
 }
 
 // ReadHead reads one whole head from br without consuming it and returns it:

@@ -219,12 +219,21 @@ func parseField(b []byte, s, e int) (Field, error) {
 		ve--
 	}
 	for _, x := range b[vs:ve] {
-		if (x < ' ' && x != '\t') || x == 0x7f {
+		if ctl[x] {
 			return Field{}, errFieldValue
 		}
 	}
 	return Field{NameStart: s, NameEnd: c, ValueStart: vs, ValueEnd: ve}, nil
 }
+
+// ctl marks the bytes a field value must not hold: control bytes but tab.
+var ctl = func() (t [256]bool) {
+	for c := 0; c < ' '; c++ {
+		t[c] = c != '\t'
+	}
+	t[0x7f] = true
+	return
+}()
 
 // validHost accepts the bytes of a host[:port] or an IP literal.
 func validHost(v []byte) bool {

@@ -346,12 +346,13 @@ var common = func() map[string]string {
 
 // CanonicalKey returns the canonical MIME form of a header name (as
 // net/textproto forms it); frequent names come without allocating.
-func CanonicalKey(name []byte) string {
+func CanonicalKey[T ~string | ~[]byte](name T) string {
 	if len(name) <= 64 {
 		var buf [64]byte
 		b := buf[:len(name)]
 		upper := true
-		for i, c := range name {
+		for i := 0; i < len(name); i++ {
+			c := name[i]
 			if upper && 'a' <= c && c <= 'z' {
 				c -= 'a' - 'A'
 			} else if !upper && 'A' <= c && c <= 'Z' {
@@ -365,4 +366,22 @@ func CanonicalKey(name []byte) string {
 		}
 	}
 	return textproto.CanonicalMIMEHeaderKey(string(name))
+}
+
+// AppendCanonicalKey appends CanonicalKey(name) to dst; name must be a valid
+// header name (a token), as the parsers make sure.
+func AppendCanonicalKey[T ~string | ~[]byte](dst []byte, name T) []byte {
+	n := len(dst)
+	dst = append(dst, name...)
+	b := dst[n:]
+	upper := true
+	for i, c := range b {
+		if upper && 'a' <= c && c <= 'z' {
+			b[i] = c - ('a' - 'A')
+		} else if !upper && 'A' <= c && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+		upper = c == '-'
+	}
+	return dst
 }

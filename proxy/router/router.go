@@ -37,6 +37,8 @@ type Table struct {
 	any      *VirtualHost
 	routes   []*Route
 	vhosts   []*VirtualHost // in configuration order
+	// readsHeaders: some route matches on a request header.
+	readsHeaders bool
 }
 
 type wildDomain struct {
@@ -271,6 +273,13 @@ func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
 		}
 		t.routes = append(t.routes, cvh.routes...)
 		t.vhosts = append(t.vhosts, cvh)
+		for _, rt := range cvh.routes {
+			for i := range rt.headers {
+				if rt.headers[i].key != ":method" {
+					t.readsHeaders = true
+				}
+			}
+		}
 		for _, d := range vh.GetDomains() {
 			d = strings.ToLower(d)
 			switch {
@@ -300,6 +309,10 @@ func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
 
 // Routes returns every route of the table, virtual host by virtual host.
 func (t *Table) Routes() []*Route { return t.routes }
+
+// ReadsHeaders reports whether matching a request may read its header
+// (some route has a header match other than on the method).
+func (t *Table) ReadsHeaders() bool { return t.readsHeaders }
 
 // VirtualHosts returns the table's virtual hosts in the order of the
 // RouteConfiguration's virtual_hosts.

@@ -283,3 +283,22 @@ func TestHeaderMatchPseudoHeaders(t *testing.T) {
 		t.Errorf("route with a :path matcher: %v", err)
 	}
 }
+
+func TestReadsHeaders(t *testing.T) {
+	if !testTable(t).ReadsHeaders() {
+		t.Error("a table with header matches does not read headers")
+	}
+	if bigTable(t, 3).ReadsHeaders() {
+		t.Error("a table of path matches reads headers")
+	}
+	methodOnly, err := Compile(&routev3.RouteConfiguration{Name: "m", VirtualHosts: []*routev3.VirtualHost{{Name: "vh", Domains: []string{"*"}, Routes: []*routev3.Route{
+		direct("get", &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
+			Headers: []*routev3.HeaderMatcher{{Name: ":method", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: exactSM("GET")}}}}),
+	}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if methodOnly.ReadsHeaders() {
+		t.Error("a match on the method alone reads headers")
+	}
+}

@@ -62,7 +62,7 @@ type clientConn struct {
 	nc        net.Conn
 	br        *bufio.Reader
 	bw        *bufio.Writer
-	idleSince time.Time
+	idleSince time.Duration // monoNow when it went idle
 	reused    bool
 	sock      *h1.Sock // nil: not a TCP connection
 	wbuf      []byte   // the request head being written
@@ -73,11 +73,14 @@ type clientConn struct {
 	deferOK bool
 	head    h1.ResponseHead
 	scratch []byte
-	// The Response of the current exchange and its header map: the caller
-	// must not use them once it closed the body.
-	resp http.Response
-	hdr  http.Header
-	vals []string
+	// The Response of the current exchange, its header map and, for
+	// RoundTripRaw without a map, a copy of its head: the caller must not use
+	// them once it closed the body.
+	resp  http.Response
+	hdr   http.Header
+	vals  []string
+	rhead []byte
+	body  body
 }
 
 // Close closes the idle connections; connections in use are closed when
@@ -125,6 +128,13 @@ func (c *Client) pool(addr string) *connPool {
 	return p
 }
 
+// monoBase is the origin of monoNow.
+var monoBase = time.Now()
+
+// monoNow reads the monotonic clock alone (cheaper than time.Now, which
+// reads the wall clock too).
+func monoNow() time.Duration { return time.Since(monoBase) }
+
 // get returns an idle connection, or nil.
 func (p *connPool) get() *clientConn {
 	p.mu.Lock()
@@ -136,7 +146,7 @@ func (p *connPool) get() *clientConn {
 	cc := p.idle[n-1]
 	p.idle[n-1] = nil
 	p.idle = p.idle[:n-1]
-	if idle := time.Since(cc.idleSince); idle <= p.c.IdleTimeout {
+	if idle := monoNow() - cc.idleSince; idle <= p.c.IdleTimeout {
 		p.mu.Unlock()
 		cc.deferOK = idle < time.Second
 		return cc
@@ -154,7 +164,7 @@ func (p *connPool) get() *clientConn {
 
 // put returns a connection whose exchange finished cleanly.
 func (p *connPool) put(cc *clientConn) {
-	cc.idleSince = time.Now()
+	cc.idleSince = monoNow()
 	cc.reused = true
 	p.mu.Lock()
 	if p.c.closed.Load() || len(p.idle) >= p.c.MaxIdle {
@@ -163,7 +173,7 @@ func (p *connPool) put(cc *clientConn) {
 		return
 	}
 	var stale *clientConn
-	if len(p.idle) > 0 && cc.idleSince.Sub(p.idle[0].idleSince) > p.c.IdleTimeout {
+	if len(p.idle) > 0 && cc.idleSince-p.idle[0].idleSince > p.c.IdleTimeout {
 		stale = p.idle[0]
 		copy(p.idle, p.idle[1:])
 		p.idle[len(p.idle)-1] = nil
@@ -225,8 +235,19 @@ var aLongTimeAgo = time.Unix(1, 0)
 // RoundTrip sends req to req.URL.Host (an endpoint address) and returns its
 // response. The request's path and query are req.URL.Opaque (or its path)
 // and RawQuery; its Host line is req.Host. The caller must read the body to
-// its end or close it.
+// its end or close it, and must not use the response (its header, its body)
+// once it closed the body: the connection's next exchange reuses them.
 func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
+	return c.RoundTripRaw(req, nil, false)
+}
+
+// RoundTripRaw is RoundTrip for a caller that keeps a message's header as
+// its lines rather than an http.Header. fields, when not nil, is the
+// request's header in place of req.Header: whole lines ("Name: value\r\n")
+// with valid values, without Host, Content-Length, Transfer-Encoding and
+// Trailer (written from the request's own fields). With noHeader the
+// response's Header is nil: ResponseHead gives its head instead.
+func (c *Client) RoundTripRaw(req *http.Request, fields []byte, noHeader bool) (*http.Response, error) {
 	ctx := req.Context()
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -244,7 +265,7 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 				return nil, err
 			}
 		}
-		resp, err := cc.roundTrip(ctx, req)
+		resp, err := cc.roundTrip(ctx, req, fields, noHeader)
 		if err == nil {
 			return resp, nil
 		}
@@ -266,7 +287,25 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-func (cc *clientConn) roundTrip(ctx context.Context, req *http.Request) (resp *http.Response, err error) {
+// ResponseHead returns the head of a response RoundTripRaw gave without its
+// Header map: the head's bytes and their parse (fields as offsets into
+// them), valid until the body is closed. It returns nil, nil for any other
+// response.
+func ResponseHead(resp *http.Response) ([]byte, *h1.ResponseHead) {
+	var cc *clientConn
+	switch b := resp.Body.(type) {
+	case *body:
+		cc = b.cc
+	case *upgradedConn:
+		cc = b.cc
+	}
+	if cc == nil || resp != &cc.resp || resp.Header != nil {
+		return nil, nil
+	}
+	return cc.rhead, &cc.head
+}
+
+func (cc *clientConn) roundTrip(ctx context.Context, req *http.Request, fields []byte, noHeader bool) (resp *http.Response, err error) {
 	var stop func() bool
 	if ctx.Done() != nil {
 		nc := cc.nc
@@ -288,7 +327,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, req *http.Request) (resp *h
 		}
 	}()
 
-	if err = cc.writeRequest(req); err != nil {
+	if err = cc.writeRequest(req, fields); err != nil {
 		return nil, err
 	}
 	for {
@@ -316,7 +355,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, req *http.Request) (resp *h
 			}
 			continue
 		}
-		resp = cc.newResponse(req, head)
+		resp = cc.newResponse(req, head, noHeader)
 		if inBuf {
 			_, _ = cc.br.Discard(len(head))
 		}
@@ -336,15 +375,17 @@ func (cc *clientConn) roundTrip(ctx context.Context, req *http.Request) (resp *h
 		if noBody && req.Method != http.MethodHead {
 			resp.ContentLength = 0
 		}
-		resp.Body = &body{cc: cc, stop: stop, resp: resp, keepAlive: !h.Close, eof: true}
+		b := cc.newBody(stop, resp)
+		b.eof = true
+		resp.Body = b
 		return resp, nil
 	}
-	b := &body{cc: cc, stop: stop, resp: resp, keepAlive: !h.Close}
+	b := cc.newBody(stop, resp)
 	switch {
 	case h.Chunked:
 		b.mode = bodyChunked
 		b.chunked.Reset(cc.br)
-		b.chunked.Trailer = b.addTrailer
+		b.chunked.Trailer = b.trailerFn
 	case h.ContentLength > 0:
 		b.mode = bodyLength
 		b.remain = h.ContentLength
@@ -356,11 +397,56 @@ func (cc *clientConn) roundTrip(ctx context.Context, req *http.Request) (resp *h
 	return resp, nil
 }
 
+// newBody returns the connection's body, reset for the response of the
+// current exchange. Like the Response, it is the connection's own: its
+// exchange is over once it is closed.
+func (cc *clientConn) newBody(stop func() bool, resp *http.Response) *body {
+	b := &cc.body
+	if b.trailerFn == nil {
+		b.trailerFn = b.addTrailer
+	}
+	*b = body{cc: cc, stop: stop, resp: resp, keepAlive: !cc.head.Close, trailerFn: b.trailerFn}
+	return b
+}
+
 // newResponse builds the response from the parsed head into the
 // connection's own Response and header map, reused by its next exchange (the
 // connection is released only when the body is closed): one string holds
-// every value and unusual name.
-func (cc *clientConn) newResponse(req *http.Request, head []byte) *http.Response {
+// every value and unusual name. With noHeader there is no map: the head is
+// copied for ResponseHead.
+func (cc *clientConn) newResponse(req *http.Request, head []byte, noHeader bool) *http.Response {
+	h := &cc.head
+	var hdr http.Header
+	if noHeader {
+		cc.rhead = append(cc.rhead[:0], head...)
+	} else {
+		hdr = cc.header(head)
+	}
+	resp := &cc.resp
+	*resp = http.Response{
+		StatusCode:    h.Status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    h.Minor,
+		Header:        hdr,
+		ContentLength: h.ContentLength,
+		Close:         h.Close,
+		Request:       req,
+	}
+	if h.Minor == 0 {
+		resp.Proto = "HTTP/1.0"
+	}
+	if h.Chunked {
+		resp.TransferEncoding = chunkedTE
+	}
+	return resp
+}
+
+var chunkedTE = []string{"chunked"}
+
+// header fills the connection's header map from the parsed head (without
+// Transfer-Encoding, which the body's framing replaces).
+func (cc *clientConn) header(head []byte) http.Header {
 	h := &cc.head
 	s := string(head)
 	if cc.hdr == nil {
@@ -386,27 +472,8 @@ func (cc *clientConn) newResponse(req *http.Request, head []byte) *http.Response
 			hdr[k] = vals[i : i+1 : i+1]
 		}
 	}
-	resp := &cc.resp
-	*resp = http.Response{
-		StatusCode:    h.Status,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    h.Minor,
-		Header:        hdr,
-		ContentLength: h.ContentLength,
-		Close:         h.Close,
-		Request:       req,
-	}
-	if h.Minor == 0 {
-		resp.Proto = "HTTP/1.0"
-	}
-	if h.Chunked {
-		resp.TransferEncoding = chunkedTE
-	}
-	return resp
+	return hdr
 }
-
-var chunkedTE = []string{"chunked"}
 
 // release ends an exchange whose response was read whole: the connection
 // goes back to the pool when it may carry another request.
@@ -439,7 +506,7 @@ func validValue(v string) bool {
 	return true
 }
 
-func (cc *clientConn) writeRequest(req *http.Request) error {
+func (cc *clientConn) writeRequest(req *http.Request, fields []byte) error {
 	target := req.URL.Opaque
 	if target == "" {
 		target = req.URL.EscapedPath()
@@ -465,18 +532,22 @@ func (cc *clientConn) writeRequest(req *http.Request) error {
 	w = append(w, " HTTP/1.1\r\nHost: "...)
 	w = append(w, host...)
 	w = append(w, "\r\n"...)
-	for k, vv := range req.Header {
-		if hdrExcluded(k) {
-			continue
-		}
-		for _, v := range vv {
-			if !validValue(v) {
-				return fmt.Errorf("invalid value of header %q", k)
+	if fields != nil {
+		w = append(w, fields...)
+	} else {
+		for k, vv := range req.Header {
+			if hdrExcluded(k) {
+				continue
 			}
-			w = append(w, k...)
-			w = append(w, ": "...)
-			w = append(w, v...)
-			w = append(w, "\r\n"...)
+			for _, v := range vv {
+				if !validValue(v) {
+					return fmt.Errorf("invalid value of header %q", k)
+				}
+				w = append(w, k...)
+				w = append(w, ": "...)
+				w = append(w, v...)
+				w = append(w, "\r\n"...)
+			}
 		}
 	}
 	hasBody := req.Body != nil && req.Body != http.NoBody
@@ -570,6 +641,7 @@ type body struct {
 	eof       bool // read to its end
 	closed    bool // the connection was released or closed
 	err       error
+	trailerFn func(name, value []byte) // addTrailer, made once
 }
 
 func (b *body) Read(p []byte) (int, error) {

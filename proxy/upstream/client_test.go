@@ -277,3 +277,62 @@ func TestClientMalformedAndCancelled(t *testing.T) {
 		t.Fatalf("connect failure: %v", err)
 	}
 }
+
+func TestRoundTripRawFieldsAndHead(t *testing.T) {
+	got := make(chan http.Header, 2)
+	s := newRawServer(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, _, ok := readRequest(br)
+			if !ok {
+				return
+			}
+			got <- req.Header
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nX-Two: a\r\nX-Two: b\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	c := NewClient(time.Second)
+	defer c.Close()
+	addr := s.ln.Addr().String()
+	for i := 0; i < 2; i++ {
+		req := newReq(t, context.Background(), http.MethodGet, addr, "/raw", nil)
+		req.Header.Set("X-Ignored", "map")
+		resp, err := c.RoundTripRaw(req, []byte("X-Field: one\r\nX-Field: two\r\n"), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Header != nil {
+			t.Errorf("the response has a header map: %v", resp.Header)
+		}
+		head, h := ResponseHead(resp)
+		if h == nil || h.Status != 200 || len(h.Fields) != 4 || string(h.Name(head, 0)) != "content-type" || string(h.Value(head, 2)) != "b" {
+			t.Fatalf("ResponseHead: %q %+v", head, h)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if string(b) != "ok" {
+			t.Errorf("body %q", b)
+		}
+		hdr := <-got
+		if vs := hdr["X-Field"]; len(vs) != 2 || vs[0] != "one" || vs[1] != "two" || hdr.Get("X-Ignored") != "" || hdr.Get("Host") != "" {
+			t.Errorf("the upstream got %v", hdr)
+		}
+	}
+	if n := s.count(); n != 1 {
+		t.Errorf("%d connections, want 1 (kept alive)", n)
+	}
+	// A response from RoundTrip has its map and no raw head.
+	req := newReq(t, context.Background(), http.MethodGet, addr, "/map", nil)
+	resp, err := c.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-got
+	if vs := resp.Header["X-Two"]; len(vs) != 2 {
+		t.Errorf("header %v", resp.Header)
+	}
+	if head, h := ResponseHead(resp); head != nil || h != nil {
+		t.Error("ResponseHead of a response with a header map")
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+}

@@ -76,12 +76,16 @@ spec:
   global:
     rules:
     - name: fixed
-      match: {path: {type: PathPrefix, value: /fixed}}
+      match:
+        path: {type: PathPrefix, value: /fixed}
+        headers: [{name: x-run, type: Distinct}]
       limit: {requests: 100, unit: Minute}
       algorithm: FixedWindow
       shared: true
     - name: sliding
-      match: {path: {type: PathPrefix, value: /sliding}}
+      match:
+        path: {type: PathPrefix, value: /sliding}
+        headers: [{name: x-run, type: Distinct}]
       limit: {requests: 100, unit: Minute}
       algorithm: SlidingWindow
     - name: per-user
@@ -183,6 +187,24 @@ func rlAwayFromMinuteEnd() {
 	}
 }
 
+// rlInOneMinute runs burst with a fresh counter (its own x-run value) until
+// one run starts and ends in the same calendar minute, so a per-minute
+// window holds the whole run (a slow machine may need a second try).
+func rlInOneMinute(t *testing.T, burst func(hdr map[string]string) []rlResult) []rlResult {
+	t.Helper()
+	for attempt := range 3 {
+		rlAwayFromMinuteEnd()
+		start := time.Now()
+		rs := burst(map[string]string{"x-run": fmt.Sprintf("%d-%d", start.UnixNano(), attempt)})
+		if end := time.Now(); end.Truncate(time.Minute).Equal(start.Truncate(time.Minute)) {
+			return rs
+		}
+		t.Logf("attempt %d crossed a minute boundary (%s to %s); again with a fresh counter", attempt, start.Format(time.TimeOnly), time.Now().Format(time.TimeOnly))
+	}
+	t.Fatal("no run fitted in one calendar minute")
+	return nil
+}
+
 // TestRateLimitMeshWide: two proxies and two rate-limit replicas sharing one
 // real Redis. A shared 100/Minute FixedWindow rule admits exactly 100 of
 // 1 000 requests, SlidingWindow 100 within 1 %, the rest get 429 with the
@@ -220,9 +242,10 @@ func TestRateLimitMeshWide(t *testing.T) {
 		return rlSend(c, a+"/", nil).code == 200 && rlSend(c, b+"/", nil).code == 200
 	})
 
-	rlAwayFromMinuteEnd()
 	t.Run("FixedWindow shared 100/Minute", func(t *testing.T) {
-		rs := rlBurst(c, []string{a + "/fixed", b + "/fixed/x"}, 1000, nil)
+		rs := rlInOneMinute(t, func(hdr map[string]string) []rlResult {
+			return rlBurst(c, []string{a + "/fixed", b + "/fixed/x"}, 1000, hdr)
+		})
 		ok, limited := rlCount(t, rs)
 		if ok != 100 || limited != 900 {
 			t.Fatalf("admitted %d, limited %d; want exactly 100 and 900", ok, limited)
@@ -246,12 +269,15 @@ func TestRateLimitMeshWide(t *testing.T) {
 		}
 	})
 	t.Run("SlidingWindow 100/Minute", func(t *testing.T) {
-		ok, _ := rlCount(t, rlBurst(c, []string{a + "/sliding", b + "/sliding"}, 1000, nil))
+		ok, _ := rlCount(t, rlInOneMinute(t, func(hdr map[string]string) []rlResult {
+			return rlBurst(c, []string{a + "/sliding", b + "/sliding"}, 1000, hdr)
+		}))
 		if ok < 99 || ok > 101 {
 			t.Fatalf("admitted %d, want 100 ± 1 %%", ok)
 		}
 	})
 	t.Run("Distinct keys count separately", func(t *testing.T) {
+		rlAwayFromMinuteEnd()
 		for _, user := range []string{"alice", "bob"} {
 			ok, limited := rlCount(t, rlBurst(c, []string{a + "/distinct", b + "/distinct"}, 20, map[string]string{"x-user": user}))
 			if ok != 5 || limited != 15 {
@@ -264,6 +290,7 @@ func TestRateLimitMeshWide(t *testing.T) {
 		}
 	})
 	t.Run("shadow admits everything and still counts", func(t *testing.T) {
+		rlAwayFromMinuteEnd()
 		var last int
 		for i := range 30 {
 			r := rlSend(c, []string{a, b}[i%2]+"/shadow", nil)
@@ -355,6 +382,9 @@ func TestRateLimitEmbedded(t *testing.T) {
 	r := &dpRunning{dpProc: p, XDS: xds, Admin: adm}
 	dpWaitReady(t, r, 20*time.Second)
 	c := dpClient()
+	dpWaitFor(t, p, 20*time.Second, "the proxy serving", func() bool {
+		return rlSend(c, fmt.Sprintf("http://127.0.0.1:%d/", port), nil).code == 200
+	})
 	url := fmt.Sprintf("http://127.0.0.1:%d/closed", port)
 	rlAwayFromMinuteEnd()
 	ok, limited := rlCount(t, rlBurst(c, []string{url}, 20, nil))
