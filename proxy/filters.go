@@ -33,7 +33,6 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/textproto"
@@ -735,39 +734,6 @@ func applyHeaderOps(h http.Header, ops []hdrOp, local bool) {
 			}
 		}
 	}
-}
-
-// fraction is a sampled share of requests (a RuntimeFractionalPercent's
-// default value: the proxy has no runtime).
-type fraction struct{ num, den uint64 }
-
-func compileFraction(p *corev3.RuntimeFractionalPercent) (fraction, error) {
-	if p == nil {
-		return fraction{0, 100}, nil
-	}
-	dv := p.GetDefaultValue()
-	f := fraction{num: uint64(dv.GetNumerator())}
-	switch dv.GetDenominator() {
-	case typev3.FractionalPercent_HUNDRED:
-		f.den = 100
-	case typev3.FractionalPercent_TEN_THOUSAND:
-		f.den = 10000
-	case typev3.FractionalPercent_MILLION:
-		f.den = 1000000
-	default:
-		return f, fmt.Errorf("default_value.denominator: %v is not supported", dv.GetDenominator())
-	}
-	return f, nil
-}
-
-func (f fraction) sample() bool {
-	switch {
-	case f.num >= f.den:
-		return true
-	case f.num == 0:
-		return false
-	}
-	return rand.Uint64N(f.den) < f.num
 }
 
 // grpcClient is the channel the filter calls (nil: none).

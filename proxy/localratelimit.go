@@ -12,6 +12,8 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
+
+	"github.com/sekisho/sekisho/proxy/router"
 )
 
 // minFillInterval is the shortest fill_interval Envoy takes.
@@ -40,7 +42,7 @@ func compileLocalFilter(name string, c *localrlv3.LocalRateLimit, env *compileEn
 
 // localRoute is a route's (or virtual host's) LocalRateLimit.
 type localRoute struct {
-	enabled, enforced fraction
+	enabled, enforced router.Fraction
 	bucket            *tokenBucket
 	descriptors       []localDescriptor
 	limits            []*rateLimitPolicy
@@ -69,10 +71,10 @@ func (e *compileEnv) compileLocalRoute(c *localrlv3.LocalRateLimit, scope string
 	}
 	l := &localRoute{}
 	var err error
-	if l.enabled, err = compileFraction(c.GetFilterEnabled()); err != nil {
+	if l.enabled, err = router.CompileFraction(c.GetFilterEnabled(), router.Fraction{Den: 100}); err != nil {
 		return nil, fmt.Errorf("filter_enabled.%w", err)
 	}
-	if l.enforced, err = compileFraction(c.GetFilterEnforced()); err != nil {
+	if l.enforced, err = router.CompileFraction(c.GetFilterEnforced(), router.Fraction{Den: 100}); err != nil {
 		return nil, fmt.Errorf("filter_enforced.%w", err)
 	}
 	if l.bucket, err = e.bucket(scope, c.GetTokenBucket()); err != nil {
@@ -175,7 +177,7 @@ func (fr *filterRun) localRateLimit(f *httpFilter, rf *routeFilter) bool {
 		return false
 	}
 	l := rf.local
-	if !l.enabled.sample() {
+	if !l.enabled.Sample() {
 		return false
 	}
 	buckets := make([]*tokenBucket, 1, 1+len(l.descriptors))
@@ -200,7 +202,7 @@ func (fr *filterRun) localRateLimit(f *httpFilter, rf *routeFilter) bool {
 		f.local.allowed.Inc()
 		return false
 	}
-	if !l.enforced.sample() {
+	if !l.enforced.Sample() {
 		f.local.notEnforced.Inc()
 		return false
 	}

@@ -227,19 +227,51 @@ func (p *RetryPolicy) Backoff(n int) time.Duration {
 	return time.Duration(rand.Int64N(int64(limit) + 1))
 }
 
-// Mirror copies a fraction (Numerator per Denominator) of requests to Cluster.
+// Mirror copies a fraction of requests to Cluster.
 type Mirror struct {
-	Cluster     string
-	Numerator   uint64
-	Denominator uint64
+	Cluster  string
+	Fraction Fraction
 }
 
 // Sampled reports whether this request is mirrored.
-func (m *Mirror) Sampled() bool {
-	if m.Numerator >= m.Denominator {
-		return true
+func (m *Mirror) Sampled() bool { return m.Fraction.Sample() }
+
+// Fraction is a sampled share of requests: Num per Den.
+type Fraction struct{ Num, Den uint64 }
+
+// All is every request.
+var All = Fraction{Num: 1, Den: 1}
+
+// CompileFraction reads a RuntimeFractionalPercent's default value (the
+// proxy has no runtime); def is the fraction when p is nil.
+func CompileFraction(p *corev3.RuntimeFractionalPercent, def Fraction) (Fraction, error) {
+	if p == nil {
+		return def, nil
 	}
-	return rand.Uint64N(m.Denominator) < m.Numerator
+	dv := p.GetDefaultValue()
+	f := Fraction{Num: uint64(dv.GetNumerator())}
+	switch dv.GetDenominator() {
+	case typev3.FractionalPercent_HUNDRED:
+		f.Den = 100
+	case typev3.FractionalPercent_TEN_THOUSAND:
+		f.Den = 10000
+	case typev3.FractionalPercent_MILLION:
+		f.Den = 1000000
+	default:
+		return f, fmt.Errorf("default_value.denominator: %v is not supported", dv.GetDenominator())
+	}
+	return f, nil
+}
+
+// Sample reports whether this request falls in the fraction.
+func (f Fraction) Sample() bool {
+	switch {
+	case f.Num >= f.Den:
+		return true
+	case f.Num == 0:
+		return false
+	}
+	return rand.Uint64N(f.Den) < f.Num
 }
 
 // Redirect is a redirect action.
@@ -998,22 +1030,14 @@ func compileForward(ra *routev3.RouteAction) (*Forward, error) {
 		f.Retry = p
 	}
 	for i, mp := range ra.GetRequestMirrorPolicies() {
-		m := Mirror{Cluster: mp.GetCluster(), Numerator: 100, Denominator: 100}
 		if mp.GetCluster() == "" {
 			return nil, fmt.Errorf("request_mirror_policies[%d]: cluster is empty", i)
 		}
-		if rf := mp.GetRuntimeFraction(); rf != nil {
-			dv := rf.GetDefaultValue()
-			m.Numerator = uint64(dv.GetNumerator())
-			switch dv.GetDenominator() {
-			case typev3.FractionalPercent_HUNDRED:
-				m.Denominator = 100
-			case typev3.FractionalPercent_TEN_THOUSAND:
-				m.Denominator = 10000
-			case typev3.FractionalPercent_MILLION:
-				m.Denominator = 1000000
-			}
+		frac, err := CompileFraction(mp.GetRuntimeFraction(), All)
+		if err != nil {
+			return nil, fmt.Errorf("request_mirror_policies[%d]: runtime_fraction: %w", i, err)
 		}
+		m := Mirror{Cluster: mp.GetCluster(), Fraction: frac}
 		f.Mirrors = append(f.Mirrors, m)
 	}
 	return f, nil
