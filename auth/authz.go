@@ -46,7 +46,7 @@ func newAuthorizer(a *Authorization) *authorizer {
 				cr.methods = append(cr.methods, strings.ToUpper(m))
 			}
 			for _, pm := range op.Paths {
-				m := pathMatcher{kind: pm.Type, value: pm.Value}
+				m := pathMatcher{kind: string(pm.Type), value: pm.Value}
 				switch pm.Type {
 				case PathPrefix:
 					if m.value = strings.TrimRight(m.value, "/"); m.value == "" {

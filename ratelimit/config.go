@@ -9,6 +9,8 @@ import (
 	"time"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+
+	"github.com/sekisho/sekisho/ir"
 )
 
 // RuleEntryKey is the key of the first entry of every descriptor the proxy
@@ -33,16 +35,9 @@ type Config struct {
 // {key: "sekisho.rule", value: ID}; the descriptor's other entries are part
 // of the counter key, so each distinct combination of values has its own
 // counter.
-type Rule struct {
-	ID          string   `json:"id"`                    // unique; descriptor entry {key:"sekisho.rule", value:ID} selects the rule
-	Requests    uint64   `json:"requests"`              // limit per Unit (>0)
-	Unit        string   `json:"unit"`                  // Second | Minute | Hour | Day
-	Algorithm   string   `json:"algorithm"`             // FixedWindow | SlidingWindow | TokenBucket ("" = FixedWindow)
-	Burst       uint64   `json:"burst,omitempty"`       // TokenBucket: bucket capacity (0 = Requests)
-	Shadow      bool     `json:"shadow,omitempty"`      // count and report, never deny
-	FailureMode string   `json:"failureMode,omitempty"` // Open (default) | Closed: what to do when the store can't answer in time
-	ClientCIDRs []string `json:"clientCIDRs,omitempty"` // when set, the rule applies only if the descriptor's "remote_address" entry is inside one of them
-}
+//
+// Its type is the IR's: the control plane sends the JSON of ir.RateLimitConfig.
+type Rule = ir.RateLimitRule
 
 // Unit names accepted in Rule.Unit.
 const (

@@ -403,7 +403,7 @@ func (t *translator) prepareSecurity(p *policyCtx) {
 						p.invalidField, p.invalid = fmt.Sprintf("spec.jwt.providers[%s].remoteJWKS.cacheDuration", pr.Name), err.Error()
 						return
 					}
-					out.RemoteJWKS.CacheDuration = dur.String()
+					out.RemoteJWKS.CacheDuration = ir.Duration(dur)
 				}
 			}
 			if pr.LocalJWKS != nil {
