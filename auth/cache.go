@@ -11,6 +11,7 @@ import (
 // lifetime. It is bounded: a full shard drops expired entries, then an
 // arbitrary one. Only successful verifications are kept, and every hit
 // checks the expiry again, so the cache never extends a credential's life.
+// A nil cache (size 0) keeps nothing.
 type verifiedCache[V any] struct {
 	seed   maphash.Seed
 	shards [cacheShards]cacheShard[V]
@@ -30,6 +31,9 @@ type cacheEntry[V any] struct {
 }
 
 func newVerifiedCache[V any](size int) *verifiedCache[V] {
+	if size <= 0 {
+		return nil
+	}
 	per := size / cacheShards
 	if per < 1 {
 		per = 1
@@ -47,6 +51,10 @@ func (c *verifiedCache[V]) shard(k string) *cacheShard[V] {
 
 // get returns the value for k if it has not expired at now.
 func (c *verifiedCache[V]) get(k string, now time.Time) (V, bool) {
+	if c == nil {
+		var zero V
+		return zero, false
+	}
 	sh := c.shard(k)
 	sh.mu.RLock()
 	e, ok := sh.m[k]
@@ -60,7 +68,7 @@ func (c *verifiedCache[V]) get(k string, now time.Time) (V, bool) {
 
 // put keeps v for k until expires.
 func (c *verifiedCache[V]) put(k string, v V, expires, now time.Time) {
-	if !now.Before(expires) {
+	if c == nil || !now.Before(expires) {
 		return
 	}
 	sh := c.shard(k)
@@ -85,6 +93,9 @@ func (c *verifiedCache[V]) put(k string, v V, expires, now time.Time) {
 
 // remove forgets k.
 func (c *verifiedCache[V]) remove(k string) {
+	if c == nil {
+		return
+	}
 	sh := c.shard(k)
 	sh.mu.Lock()
 	delete(sh.m, k)
@@ -93,6 +104,9 @@ func (c *verifiedCache[V]) remove(k string) {
 
 // len is the number of entries (for tests).
 func (c *verifiedCache[V]) len() int {
+	if c == nil {
+		return 0
+	}
 	n := 0
 	for i := range c.shards {
 		c.shards[i].mu.RLock()

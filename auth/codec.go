@@ -33,8 +33,19 @@ func GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ForceServerCodecV2(Codec{}),
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		// Fixed flow-control windows: grpc-go's dynamic window (BDP
+		// estimation) pings the peer on almost every request when calls
+		// are small and spread out, each ping a write and a read more on
+		// both sides. Checks are a few KiB; a fixed 1 MiB window never
+		// holds them up.
+		grpc.InitialWindowSize(flowWindow),
+		grpc.InitialConnWindowSize(flowWindow),
 	}
 }
+
+// flowWindow is the HTTP/2 flow-control window of the service's streams and
+// connections.
+const flowWindow = 1 << 20
 
 // Codec is the gRPC codec of GRPCServerOptions (name "proto").
 type Codec struct{}

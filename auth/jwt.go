@@ -19,8 +19,9 @@ const clockLeeway = 30 * time.Second
 // without exp are verified again after it).
 const maxTokenCacheTTL = 10 * time.Minute
 
-// tokenCacheSize bounds the verified tokens kept per policy.
-const tokenCacheSize = 16384
+// defaultTokenCacheSize bounds the verified tokens kept per policy unless
+// Options.TokenCacheSize says otherwise.
+const defaultTokenCacheSize = 16384
 
 // Token locations.
 const (
@@ -89,10 +90,10 @@ type jwtResult struct {
 	id   *identity
 }
 
-func newJWTAuth(cfg *JWT, keys []*keySource, clock func() time.Time, policyHdr []string) *jwtAuth {
+func newJWTAuth(cfg *JWT, keys []*keySource, clock func() time.Time, policyHdr []string, cacheSize int) *jwtAuth {
 	a := &jwtAuth{
 		optional:  cfg.Optional,
-		cache:     newVerifiedCache[*jwtResult](tokenCacheSize),
+		cache:     newVerifiedCache[*jwtResult](cacheSize),
 		clock:     clock,
 		policyHdr: policyHdr,
 	}

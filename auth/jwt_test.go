@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // jwtPolicy is a policy with one provider reading the Authorization header,
@@ -243,6 +244,34 @@ func TestJWTCachedTokenStillExpires(t *testing.T) {
 	clock.Add(2 * time.Second)
 	if a := check(t, s, req{path: "/", headers: bearer(tok)}); a.code != 401 {
 		t.Fatalf("after exp + leeway: got %d, want 401", a.code)
+	}
+}
+
+func TestJWTTokenCacheSize(t *testing.T) {
+	for _, tc := range []struct {
+		size, want int
+	}{{0, 1}, {-1, 0}, {4, 1}} {
+		clock := newClock()
+		reg := prometheus.NewRegistry()
+		s, err := NewServer(Options{Registerer: reg, Clock: clock.Now, TokenCacheSize: tc.size})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetConfig(*jwtPolicy(t, nil)); err != nil {
+			t.Fatal(err)
+		}
+		tok := sign(t, jwt.SigningMethodRS256, rsaKey, "rsa1", claimsAt(clock.Now(), nil))
+		for i := 0; i < 3; i++ {
+			if a := check(t, s, req{path: "/", headers: bearer(tok)}); a.code != 200 {
+				t.Fatalf("size %d, check %d: got %d", tc.size, i, a.code)
+			}
+		}
+		if n := s.snap.Load().policies[testPolicy].jwt.cache.len(); n != tc.want {
+			t.Errorf("TokenCacheSize %d: cache holds %d tokens, want %d", tc.size, n, tc.want)
+		}
+		if bad := check(t, s, req{path: "/", headers: bearer(tok[:len(tok)-4] + "AAAA")}); bad.code != 401 {
+			t.Errorf("TokenCacheSize %d: a tampered token got %d, want 401", tc.size, bad.code)
+		}
 	}
 }
 

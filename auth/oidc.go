@@ -219,7 +219,7 @@ type refreshFlight struct {
 	err  error
 }
 
-func newOIDCAuth(cfg OIDC, prov *oidcProvider, clock func() time.Time, log *slog.Logger, client *http.Client, refreshC func(string), policyHdr []string) (*oidcAuth, error) {
+func newOIDCAuth(cfg OIDC, prov *oidcProvider, clock func() time.Time, log *slog.Logger, client *http.Client, refreshC func(string), policyHdr []string, tokenCacheSize int) (*oidcAuth, error) {
 	key, err := decodeSessionKey(cfg.SessionKey)
 	if err != nil {
 		return nil, err

@@ -34,6 +34,11 @@ type Options struct {
 	// Clock is the time tokens, sessions and caches are checked against.
 	// Default: time.Now.
 	Clock func() time.Time
+	// TokenCacheSize bounds the verified bearer tokens each policy keeps, so
+	// that a client reusing its token is not verified again on every
+	// request (as Envoy's jwt_cache_config). 0: 16 384; negative: no cache,
+	// every request verifies its token's signature.
+	TokenCacheSize int
 }
 
 // Server is the authorization service. Its Check implements
@@ -48,6 +53,8 @@ type Server struct {
 	m        *metrics
 
 	snap atomic.Pointer[snapshot]
+
+	tokenCache int // verified tokens kept per policy; 0: none
 
 	unknownMu     sync.Mutex
 	unknownLogged map[string]time.Time
@@ -93,6 +100,12 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	if s.client == nil {
 		s.client = &http.Client{Timeout: 10 * time.Second}
+	}
+	switch {
+	case opts.TokenCacheSize == 0:
+		s.tokenCache = defaultTokenCacheSize
+	case opts.TokenCacheSize > 0:
+		s.tokenCache = opts.TokenCacheSize
 	}
 	reg := opts.Registerer
 	if reg == nil {
@@ -217,10 +230,10 @@ func (s *Server) buildPolicy(pc Policy, fp [32]byte, keySources map[string]*keyS
 			}
 			keys[i] = newStaticKeySource(ks)
 		}
-		p.jwt = newJWTAuth(pc.JWT, keys, s.clock, p.claimHdr)
+		p.jwt = newJWTAuth(pc.JWT, keys, s.clock, p.claimHdr, s.tokenCache)
 	}
 	if pc.OIDC != nil {
-		o, err := newOIDCAuth(*pc.OIDC, providers[pc.OIDC.Issuer], s.clock, s.log, s.client, s.m.oidcRefresh, p.claimHdr)
+		o, err := newOIDCAuth(*pc.OIDC, providers[pc.OIDC.Issuer], s.clock, s.log, s.client, s.m.oidcRefresh, p.claimHdr, s.tokenCache)
 		if err != nil {
 			return nil, fmt.Errorf("oidc: %w", err)
 		}

@@ -38,6 +38,10 @@ type grpcClient struct {
 	hasFed bool
 }
 
+// grpcFlowWindow is the HTTP/2 flow-control window of the filters' gRPC
+// streams and connections.
+const grpcFlowWindow = 1 << 20
+
 func newGRPCClient(cluster string, connectTimeout time.Duration) (*grpcClient, error) {
 	res := manual.NewBuilderWithScheme("sekisho-cluster")
 	if connectTimeout <= 0 {
@@ -50,6 +54,12 @@ func newGRPCClient(cluster string, connectTimeout time.Duration) (*grpcClient, e
 		// As envoy_grpc does, the authority is the cluster's name.
 		grpc.WithAuthority(cluster),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: connectTimeout}),
+		// Fixed flow-control windows: grpc-go's dynamic window (BDP
+		// estimation) pings the service on almost every check when checks
+		// are spread out, a write and a read more on both sides of each.
+		// Checks and answers are a few KiB; 1 MiB never holds them up.
+		grpc.WithInitialWindowSize(grpcFlowWindow),
+		grpc.WithInitialConnWindowSize(grpcFlowWindow),
 	)
 	if err != nil {
 		return nil, err

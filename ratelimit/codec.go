@@ -30,8 +30,18 @@ func GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ForceServerCodecV2(Codec{}),
 		grpc.NumStreamWorkers(uint32(max(streamWorkers, 8*runtime.GOMAXPROCS(0)))),
+		// Fixed flow-control windows: grpc-go's dynamic window (BDP
+		// estimation) pings the peer on almost every call when calls are
+		// small and spread out, each ping a write and a read more on both
+		// sides. Calls are a few hundred bytes; 1 MiB never holds them up.
+		grpc.InitialWindowSize(flowWindow),
+		grpc.InitialConnWindowSize(flowWindow),
 	}
 }
+
+// flowWindow is the HTTP/2 flow-control window of the service's streams and
+// connections.
+const flowWindow = 1 << 20
 
 // streamWorkers is the least number of gRPC stream workers.
 const streamWorkers = 128

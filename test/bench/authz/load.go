@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sekisho/sekisho/test/bench/internal/pace"
 )
 
 // loadResult is one measured run.
@@ -20,6 +22,8 @@ type loadResult struct {
 	cpu      time.Duration // of the deciding process over the run
 	p50, p99 time.Duration
 	max      time.Duration
+	lateP99  time.Duration // fixed rate: p99 of the generator's own lateness
+	callers  time.Duration // CPU time of this process (the callers) over the run
 }
 
 func (r loadResult) rate() float64 { return float64(r.n) / r.elapsed.Seconds() }
@@ -42,15 +46,15 @@ func runLoad(cfg config, newCall func() func(context.Context) error, cpu func() 
 	if cfg.warmup > 0 {
 		phase(calls, cfg.warmup, false)
 	}
-	cpu0 := cpu()
+	cpu0, self0 := cpu(), selfCPU()
 	lats, errs, elapsed := phase(calls, cfg.duration, true)
-	cpu1 := cpu()
+	cpu1, self1 := cpu(), selfCPU()
 
 	var all []time.Duration
 	for _, l := range lats {
 		all = append(all, l...)
 	}
-	res := loadResult{errors: errs, elapsed: elapsed, cpu: cpu1 - cpu0}
+	res := loadResult{errors: errs, elapsed: elapsed, cpu: cpu1 - cpu0, callers: self1 - self0}
 	res.n = int64(len(all))
 	if res.n == 0 {
 		return res, fmt.Errorf("no call succeeded (%d errors)", errs)
@@ -143,10 +147,11 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// runRate calls at a fixed rate for d (after the warm-up, at the same
-// rate): a dispatcher hands out calls on schedule to a pool of workers, so
-// the latency is that of a service under this load rather than saturated.
-// Each latency is measured from the call's start.
+// runRate calls at rate per second for cfg.duration, after a warm-up at the
+// same rate: call i is due at start + i/rate whatever happened to earlier
+// calls, a pool of workers takes them as they come due, and each latency
+// is measured from the call's due time, so time spent waiting for a free
+// worker behind a slow call counts (no coordinated omission).
 func runRate(cfg config, rate int, newCall func() func(context.Context) error, cpu func() time.Duration) (loadResult, error) {
 	const workers = 64
 	calls := make([]func(context.Context) error, workers)
@@ -162,56 +167,61 @@ func runRate(cfg config, rate int, newCall func() func(context.Context) error, c
 	if cfg.warmup > 0 {
 		ratePhase(calls, rate, cfg.warmup)
 	}
-	cpu0 := cpu()
-	lats, errs, elapsed := ratePhase(calls, rate, cfg.duration)
-	cpu1 := cpu()
-	res := loadResult{errors: errs, elapsed: elapsed, cpu: cpu1 - cpu0, n: int64(len(lats))}
+	cpu0, self0 := cpu(), selfCPU()
+	lats, errs, late, elapsed := ratePhase(calls, rate, cfg.duration)
+	cpu1, self1 := cpu(), selfCPU()
+	res := loadResult{errors: errs, elapsed: elapsed, cpu: cpu1 - cpu0, callers: self1 - self0, n: int64(len(lats))}
 	if res.n == 0 {
 		return res, fmt.Errorf("no call succeeded (%d errors)", errs)
 	}
 	slices.Sort(lats)
-	res.p50 = lats[len(lats)/2]
-	res.p99 = lats[min(len(lats)-1, len(lats)*99/100)]
+	slices.Sort(late)
+	res.p50 = pace.Percentile(lats, 0.50)
+	res.p99 = pace.Percentile(lats, 0.99)
 	res.max = lats[len(lats)-1]
+	res.lateP99 = pace.Percentile(late, 0.99)
 	return res, nil
 }
 
-func ratePhase(calls []func(context.Context) error, rate int, d time.Duration) ([]time.Duration, int64, time.Duration) {
-	jobs := make(chan struct{}, len(calls))
-	var mu sync.Mutex
-	lats := make([]time.Duration, 0, int(float64(rate)*d.Seconds())+1)
-	var errs int64
+// ratePhase is one fixed-rate run: the latencies of the calls that
+// succeeded, the number that failed, the generator's own lateness in
+// handing calls out, and the time from the first due time to the last
+// answer.
+func ratePhase(calls []func(context.Context) error, rate int, d time.Duration) ([]time.Duration, int64, []time.Duration, time.Duration) {
+	interval := time.Second / time.Duration(rate)
+	total := int(d / interval)
+	due := make(chan pace.Tick, total) // never blocks the ticker
+	lats := make([][]time.Duration, len(calls))
+	errs := make([]int64, len(calls))
 	var wg sync.WaitGroup
-	for _, call := range calls {
+	for i, call := range calls {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range jobs {
+			l := make([]time.Duration, 0, total/len(calls)+16)
+			for t := range due {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				t0 := time.Now()
 				err := call(ctx)
-				l := time.Since(t0)
 				cancel()
-				mu.Lock()
 				if err != nil {
-					errs++
-				} else {
-					lats = append(lats, l)
+					errs[i]++
+					continue
 				}
-				mu.Unlock()
+				l = append(l, time.Since(t.At))
 			}
+			lats[i] = l
 		}()
 	}
-	start := time.Now()
-	interval := time.Second / time.Duration(rate)
-	total := int(float64(rate) * d.Seconds())
-	for i := 0; i < total; i++ {
-		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
-			time.Sleep(wait)
-		}
-		jobs <- struct{}{}
-	}
-	close(jobs)
+	start := time.Now().Add(5 * time.Millisecond)
+	late := pace.Schedule(start, interval, total, due)
+	close(due)
 	wg.Wait()
-	return lats, errs, time.Since(start)
+	elapsed := time.Since(start)
+	var all []time.Duration
+	var e int64
+	for i := range calls {
+		all = append(all, lats[i]...)
+		e += errs[i]
+	}
+	return all, e, late, elapsed
 }

@@ -1,33 +1,39 @@
 // Command authz measures the external authorization service (package auth)
-// deciding requests that carry a JWT whose key and verification are cached,
-// for RS256 and ES256 tokens:
+// deciding requests that carry a JWT, for RS256 and ES256 tokens:
 //
 //   - over real gRPC on 127.0.0.1: the service runs in a child process (this
 //     program re-executed with -serve) and this process calls
-//     Authorization/Check at a fixed concurrency for a fixed time;
-//   - over gRPC at a fixed rate (-rate), for the latency of a service that
-//     is not saturated;
-//   - with a plain grpc.NewServer() instead of auth.GRPCServerOptions, for
-//     comparison;
+//     Authorization/Check at a fixed concurrency for a fixed time, both on
+//     the machine's CPUs, and with a plain grpc.NewServer() instead of
+//     auth.GRPCServerOptions for comparison;
+//   - on one core: the child with GOMAXPROCS 1 pinned to CPU 0 and the
+//     callers pinned to CPU 1, so the service's capacity is one core's and
+//     the callers do not take its CPU; saturated, with the verified token
+//     cached and with no token cache (every decision verifies a signature),
+//     then at fixed rates (-rates) with each latency measured from the
+//     call's due time;
 //   - in process: Server.Check called directly, without gRPC.
 //
 // For each it reports decisions per second, the p50 and p99 latency seen by
 // the caller, and decisions per CPU-second of the deciding process (its
-// user + system time from /proc/PID/stat over the measured interval), which
-// is the rate one fully busy core sustains. Nothing leaves 127.0.0.1 and the
-// child is stopped however the run ends.
+// user + system time from /proc/PID/stat over the measured interval). Nothing
+// leaves 127.0.0.1 and the child is stopped however the run ends.
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sekisho/sekisho/test/bench/internal/pace"
 )
 
 type config struct {
@@ -37,24 +43,30 @@ type config struct {
 	warmup      time.Duration
 	out         string
 	cpuProfile  string
-	rate        int
+	rates       []int
+	ratesOnly   bool
 }
 
 func main() {
 	var cfg config
 	serveCfg := flag.String("serve", "", "internal: serve Check over gRPC on 127.0.0.1 with this config file")
-	plain := flag.Bool("plain", false, "internal: with -serve, a gRPC server without auth.GRPCServerOptions")
+	var so serverOpts
+	flag.BoolVar(&so.plain, "plain", false, "internal: with -serve, a gRPC server without auth.GRPCServerOptions")
+	flag.IntVar(&so.cpu, "serve-cpu", -1, "internal: with -serve, GOMAXPROCS 1 and pinned to this CPU")
+	flag.BoolVar(&so.noCache, "no-token-cache", false, "internal: with -serve, verify every token (no verified-token cache)")
+	rates := flag.String("rates", "5000,10000,15000,20000", "decisions per second of the fixed-rate runs on one core (RS256, token cached); empty to skip them")
 	flag.IntVar(&cfg.concurrency, "c", 32, "concurrent callers")
 	flag.IntVar(&cfg.conns, "conns", 2, "gRPC connections the callers share")
 	flag.DurationVar(&cfg.duration, "d", 5*time.Second, "measured time of each run")
 	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured warm-up before each run")
 	flag.StringVar(&cfg.out, "out", "", "also write the report to this file")
-	flag.IntVar(&cfg.rate, "rate", 5000, "decisions per second of the fixed-rate gRPC run (RS256; 0 to skip it)")
-	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the gRPC server child made with auth.GRPCServerOptions to this file")
+	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the first gRPC server child (made with auth.GRPCServerOptions) to this file")
+	flag.BoolVar(&cfg.ratesOnly, "rates-only", false, "only the fixed-rate runs on one core (with -cpuprofile: a profile of their server)")
 	flag.Parse()
 
 	if *serveCfg != "" {
-		if err := serve(*serveCfg, cfg.cpuProfile, *plain); err != nil {
+		so.profile = cfg.cpuProfile
+		if err := serve(*serveCfg, so); err != nil {
 			fmt.Fprintln(os.Stderr, "bench authz server:", err)
 			os.Exit(1)
 		}
@@ -63,6 +75,14 @@ func main() {
 	if cfg.concurrency < 1 || cfg.conns < 1 || cfg.duration <= 0 {
 		fmt.Fprintln(os.Stderr, "bench authz: -c, -conns and -d must be positive")
 		os.Exit(2)
+	}
+	for _, f := range strings.FieldsFunc(*rates, func(r rune) bool { return r == ',' || r == ' ' }) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "bench authz: -rates: %q is not a positive number\n", f)
+			os.Exit(2)
+		}
+		cfg.rates = append(cfg.rates, n)
 	}
 
 	tmp, err := os.MkdirTemp("", "sekisho-bench-authz-")
@@ -109,9 +129,17 @@ func progress(format string, args ...any) {
 
 // row is one measured run.
 type row struct {
+	section   string // "shared", "one core" or "in process"
 	mode, alg string
+	fixedRate int // calls per second; 0 for a saturated run
 	res       loadResult
 }
+
+const (
+	secShared  = "shared"
+	secOneCore = "one core"
+	secInProc  = "in process"
+)
 
 func run(cfg config, tmp string, child **serverProc) (string, error) {
 	loadAvg := "unknown"
@@ -127,62 +155,116 @@ func run(cfg config, tmp string, child **serverProc) (string, error) {
 	if err != nil {
 		return "", err
 	}
-
-	var rows []row
 	profile := ""
 	if cfg.cpuProfile != "" {
 		if profile, err = filepath.Abs(cfg.cpuProfile); err != nil {
 			return "", err
 		}
 	}
-	// The service's server (auth.GRPCServerOptions) with both tokens, then
-	// a plain grpc.NewServer() with RS256 for comparison.
-	for _, run := range []struct {
-		mode  string
-		plain bool
-		algs  []string
-	}{
-		{"gRPC, 127.0.0.1", false, []string{"RS256", "ES256"}},
-		{"gRPC, 127.0.0.1, plain grpc.NewServer()", true, []string{"RS256"}},
-	} {
-		progress("starting the gRPC server (%s)", run.mode)
-		prof := profile
-		if run.plain {
-			prof = ""
-		}
-		sp, err := startServer(cfgPath, prof, run.plain)
+
+	// measure starts a server child, runs each of runs against it, and
+	// stops it.
+	var rows []row
+	// With lean, the calls go through h2Caller instead of grpc-go's client.
+	measure := func(so serverOpts, lean bool, runs []row) error {
+		sp, err := startServer(cfgPath, so)
 		if err != nil {
-			return "", err
+			return err
 		}
 		*child = sp
-		client, err := newGRPCCaller(sp.addr, cfg.conns)
+		defer func() { sp.stop(); *child = nil }()
+		var client *grpcCaller
+		if !lean {
+			if client, err = newGRPCCaller(sp.addr, cfg.conns); err != nil {
+				return err
+			}
+			defer client.close()
+		}
+		cpu := func() time.Duration { return procCPU(sp.pid()) }
+		for _, r := range runs {
+			var call func() func(context.Context) error
+			if lean {
+				h2, err := newH2Caller(sp.addr, cfg.conns, fx.request(r.alg))
+				if err != nil {
+					return err
+				}
+				defer h2.close()
+				call = h2.call()
+			} else {
+				call = client.call(fx.request(r.alg))
+			}
+			if r.fixedRate > 0 {
+				progress("%s, %s: %d decisions/s for %s", r.mode, r.alg, r.fixedRate, cfg.duration)
+				r.res, err = runRate(cfg, r.fixedRate, call, cpu)
+			} else {
+				progress("%s, %s: %d callers for %s", r.mode, r.alg, cfg.concurrency, cfg.duration)
+				r.res, err = runLoad(cfg, call, cpu)
+			}
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", r.mode, r.alg, err)
+			}
+			rows = append(rows, r)
+		}
+		return nil
+	}
+
+	// On the machine's CPUs, shared with the callers.
+	if !cfg.ratesOnly {
+		if err := measure(serverOpts{cpu: -1, profile: profile}, false, []row{
+			{section: secShared, mode: "gRPC, 127.0.0.1", alg: "RS256"},
+			{section: secShared, mode: "gRPC, 127.0.0.1", alg: "ES256"},
+		}); err != nil {
+			return "", err
+		}
+		if err := measure(serverOpts{cpu: -1, plain: true}, false, []row{
+			{section: secShared, mode: "gRPC, 127.0.0.1, plain grpc.NewServer()", alg: "RS256"},
+		}); err != nil {
+			return "", err
+		}
+	}
+
+	// One core for the service, another for the callers.
+	if runtime.NumCPU() >= 2 {
+		if err := pace.Pin(1); err != nil {
+			return "", err
+		}
+		// One processor for this process's one CPU: two would only take
+		// turns on it.
+		procs := runtime.GOMAXPROCS(1)
+		var oneCore []row
+		oneProfile := ""
+		if cfg.ratesOnly {
+			oneProfile = profile
+		} else {
+			oneCore = []row{
+				{section: secOneCore, mode: "saturated, token cached", alg: "RS256"},
+				{section: secOneCore, mode: "saturated, token cached", alg: "ES256"},
+			}
+		}
+		for _, r := range cfg.rates {
+			oneCore = append(oneCore, row{section: secOneCore, mode: fmt.Sprintf("fixed rate %s/s, token cached", thousands(float64(r))), alg: "RS256", fixedRate: r})
+		}
+		err := measure(serverOpts{cpu: 0, profile: oneProfile}, true, oneCore)
+		if err == nil && !cfg.ratesOnly {
+			err = measure(serverOpts{cpu: 0, noCache: true}, true, []row{
+				{section: secOneCore, mode: "saturated, no token cache", alg: "RS256"},
+				{section: secOneCore, mode: "saturated, no token cache", alg: "ES256"},
+			})
+		}
+		runtime.GOMAXPROCS(procs)
+		if perr := pace.Pin(); perr != nil && err == nil {
+			err = perr
+		}
 		if err != nil {
 			return "", err
 		}
-		cpu := func() time.Duration { return procCPU(sp.pid()) }
-		for _, alg := range run.algs {
-			progress("%s, %s: %d callers for %s", run.mode, alg, cfg.concurrency, cfg.duration)
-			res, err := runLoad(cfg, client.call(fx.request(alg)), cpu)
-			if err != nil {
-				client.close()
-				return "", fmt.Errorf("%s %s: %w", run.mode, alg, err)
-			}
-			rows = append(rows, row{run.mode, alg, res})
-		}
-		if !run.plain && cfg.rate > 0 {
-			progress("%s, RS256: %d decisions/s for %s", run.mode, cfg.rate, cfg.duration)
-			res, err := runRate(cfg, cfg.rate, client.call(fx.request("RS256")), cpu)
-			if err != nil {
-				client.close()
-				return "", fmt.Errorf("%s at %d/s: %w", run.mode, cfg.rate, err)
-			}
-			rows = append(rows, row{fmt.Sprintf("%s, fixed rate %d/s", run.mode, cfg.rate), "RS256", res})
-		}
-		client.close()
-		sp.stop()
-		*child = nil
+	} else {
+		progress("one CPU only: skipping the one-core runs")
 	}
 
+	if cfg.ratesOnly {
+		return report(cfg, loadAvg, rows), nil
+	}
 	inproc, err := newInProcessCaller(fx)
 	if err != nil {
 		return "", err
@@ -193,7 +275,7 @@ func run(cfg config, tmp string, child **serverProc) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("in process %s: %w", alg, err)
 		}
-		rows = append(rows, row{"in process", alg, res})
+		rows = append(rows, row{section: secInProc, mode: "in process", alg: alg, res: res})
 	}
 	return report(cfg, loadAvg, rows), nil
 }
@@ -201,46 +283,73 @@ func run(cfg config, tmp string, child **serverProc) (string, error) {
 func report(cfg config, loadAvg string, rows []row) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Authorization service: Check decisions\n\n")
-	fmt.Fprintf(&b, "Command: `go run ./test/bench/authz` (%d callers, %s measured after %s warm-up; %d gRPC connections). "+
-		"%s, %s, GOMAXPROCS %d, %d CPUs, 1-minute load average %s at the start.\n\n",
-		cfg.concurrency, cfg.duration, cfg.warmup, cfg.conns, time.Now().UTC().Format("2006-01-02"),
-		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), loadAvg)
+	fmt.Fprintf(&b, "Command: `go run ./test/bench/authz` (%d callers for saturated runs, %s measured after %s warm-up; %d gRPC connections). "+
+		"%s, %s, %d CPUs, 1-minute load average %s at the start.\n\n",
+		cfg.concurrency, cfg.duration, cfg.warmup, cfg.conns, time.Now().UTC().Format("2006-01-02 15:04 MST"),
+		runtime.Version(), runtime.NumCPU(), loadAvg)
 	b.WriteString("A policy with a JWT provider (RSA 2048 and P-256 keys, claim headers) and six authorization rules; " +
-		"every request carries the same valid token, so its key and its verification are cached (the steady state of a client reusing its token). " +
+		"every request carries the same valid token, so its key is cached and, unless the row says otherwise, so is its verification " +
+		"(the steady state of a client reusing its token, as Envoy's jwt_cache_config). " +
 		"Decisions per CPU-second is decisions ÷ CPU time (user + system) of the deciding process: the gRPC server child, or this process in process.\n\n")
-	b.WriteString("| path | token | decisions/s | p50 | p99 | max | deciding process CPU | decisions per CPU-second | decisions/s ÷ GOMAXPROCS | errors |\n")
-	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+
+	b.WriteString("### The service alone on one core\n\n")
+	b.WriteString("The server child runs with GOMAXPROCS 1, every thread pinned to CPU 0; the callers run with GOMAXPROCS 1 pinned to CPU 1. " +
+		"Saturated runs keep every caller's call in flight; fixed-rate runs hand calls out on schedule to 64 workers and time each from its due time " +
+		"(the generator's own lateness is included, and shown).\n\n")
+	b.WriteString("| run | token | decisions/s | p50 | p99 | max | service CPU | decisions per CPU-second | callers' CPU | generator lateness p99 | errors |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
-		x := r.res
-		perCPU := "n/a"
-		if x.cpu > 0 {
-			perCPU = thousands(float64(x.n) / x.cpu.Seconds())
+		if r.section != secOneCore {
+			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.2f s (%.0f%% of %d cores) | %s | %s | %d |\n",
+		x := r.res
+		late := "–"
+		if r.fixedRate > 0 {
+			late = ms(x.lateP99)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.0f%% of the core | %s | %.0f%% of the core | %s | %d |\n",
+			r.mode, r.alg, thousands(x.rate()), ms(x.p50), ms(x.p99), ms(x.max),
+			100*x.cpu.Seconds()/x.elapsed.Seconds(), perCPU(x), 100*x.callers.Seconds()/x.elapsed.Seconds(), late, x.errors)
+	}
+
+	b.WriteString("\n### Service and callers sharing the machine's CPUs\n\n")
+	b.WriteString("| path | token | decisions/s | p50 | p99 | max | deciding process CPU | decisions per CPU-second | errors |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range rows {
+		if r.section == secOneCore {
+			continue
+		}
+		x := r.res
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.2f s (%.0f%% of %d cores) | %s | %d |\n",
 			r.mode, r.alg, thousands(x.rate()), ms(x.p50), ms(x.p99), ms(x.max),
 			x.cpu.Seconds(), 100*x.cpu.Seconds()/x.elapsed.Seconds()/float64(runtime.NumCPU()), runtime.NumCPU(),
-			perCPU, thousands(x.rate()/float64(runtime.GOMAXPROCS(0))), x.errors)
+			perCPU(x), x.errors)
 	}
-	b.WriteString("\nThe fixed-rate row hands calls to 64 workers on schedule and times each from its start: the latency of the service under that load, not saturated. " +
-		"At fixed concurrency every caller has a call in flight all the time, so latency there is mostly queueing: callers ÷ decisions/s.\n")
+	b.WriteString("\nAt fixed concurrency every caller has a call in flight all the time, so latency there is mostly queueing: callers ÷ decisions/s.\n")
+
 	b.WriteString("\nAim: at least 20 000 RS256 decisions per second per core, with p99 under 1 ms.\n")
-	var per float64
-	var p99 time.Duration
 	for _, r := range rows {
+		if r.section != secOneCore || r.alg != "RS256" {
+			continue
+		}
 		switch {
-		case r.mode == "gRPC, 127.0.0.1" && r.alg == "RS256" && r.res.cpu > 0:
-			per = float64(r.res.n) / r.res.cpu.Seconds()
-		case strings.HasPrefix(r.mode, "gRPC, 127.0.0.1, fixed rate"):
-			p99 = r.res.p99
+		case r.fixedRate == 0 && strings.Contains(r.mode, "cached"):
+			fmt.Fprintf(&b, "- one core, RS256, token cached: %s decisions/s (%s)\n", thousands(r.res.rate()), metOrNot(r.res.rate() >= 20000))
+		case r.fixedRate == 0:
+			fmt.Fprintf(&b, "- one core, RS256, every token verified: %s decisions/s\n", thousands(r.res.rate()))
+		default:
+			fmt.Fprintf(&b, "- one core, RS256 at %s/s: p99 %s (%s)\n", thousands(float64(r.fixedRate)), ms(r.res.p99), metOrNot(r.res.p99 < time.Millisecond))
 		}
 	}
-	if per > 0 {
-		fmt.Fprintf(&b, "gRPC RS256: %s decisions per CPU-second of the server (%s).\n", thousands(per), metOrNot(per >= 20000))
-	}
-	if p99 > 0 {
-		fmt.Fprintf(&b, "gRPC RS256 at %d decisions/s: p99 %s (%s).\n", cfg.rate, ms(p99), metOrNot(p99 < time.Millisecond))
-	}
 	return b.String()
+}
+
+// perCPU is decisions per CPU-second of the deciding process.
+func perCPU(x loadResult) string {
+	if x.cpu <= 0 {
+		return "n/a"
+	}
+	return thousands(float64(x.n) / x.cpu.Seconds())
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }

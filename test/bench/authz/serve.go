@@ -10,7 +10,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -21,14 +23,28 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/sekisho/sekisho/auth"
+	"github.com/sekisho/sekisho/test/bench/internal/pace"
 )
 
+// serverOpts says how the child serves.
+type serverOpts struct {
+	profile string // CPU profile file; "" for none
+	plain   bool   // a plain grpc.NewServer() instead of auth.GRPCServerOptions
+	cpu     int    // >= 0: GOMAXPROCS 1 and every thread pinned to this CPU
+	noCache bool   // no verified-token cache: every Check verifies a signature
+}
+
 // serve is the child: Check over gRPC on 127.0.0.1 until its standard
-// input closes (the parent stopped or died). The server is made with
-// auth.GRPCServerOptions, or with none when plain is set.
-func serve(cfgPath, profile string, plain bool) error {
-	if profile != "" {
-		f, err := os.Create(profile)
+// input closes (the parent stopped or died).
+func serve(cfgPath string, o serverOpts) error {
+	if o.cpu >= 0 {
+		runtime.GOMAXPROCS(1)
+		if err := pace.Pin(o.cpu); err != nil {
+			return err
+		}
+	}
+	if o.profile != "" {
+		f, err := os.Create(o.profile)
 		if err != nil {
 			return err
 		}
@@ -46,7 +62,11 @@ func serve(cfgPath, profile string, plain bool) error {
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		return err
 	}
-	s, err := auth.NewServer(auth.Options{})
+	ao := auth.Options{}
+	if o.noCache {
+		ao.TokenCacheSize = -1
+	}
+	s, err := auth.NewServer(ao)
 	if err != nil {
 		return err
 	}
@@ -58,7 +78,7 @@ func serve(cfgPath, profile string, plain bool) error {
 		return err
 	}
 	opts := auth.GRPCServerOptions()
-	if plain {
+	if o.plain {
 		opts = nil
 	}
 	gs := grpc.NewServer(opts...)
@@ -83,17 +103,20 @@ type serverProc struct {
 	done  chan struct{}
 }
 
-func startServer(cfgPath, profile string, plain bool) (*serverProc, error) {
+func startServer(cfgPath string, o serverOpts) (*serverProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("finding this program's binary: %w", err)
 	}
-	args := []string{"-serve", cfgPath}
-	if profile != "" {
-		args = append(args, "-cpuprofile", profile)
+	args := []string{"-serve", cfgPath, "-serve-cpu", strconv.Itoa(o.cpu)}
+	if o.profile != "" {
+		args = append(args, "-cpuprofile", o.profile)
 	}
-	if plain {
+	if o.plain {
 		args = append(args, "-plain")
+	}
+	if o.noCache {
+		args = append(args, "-no-token-cache")
 	}
 	cmd := exec.Command(self, args...)
 	cmd.Stderr = os.Stderr
@@ -159,7 +182,9 @@ type grpcCaller struct {
 func newGRPCCaller(addr string, n int) (*grpcCaller, error) {
 	g := &grpcCaller{}
 	for i := 0; i < n; i++ {
-		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			// As the proxy's client: fixed windows, no BDP pings.
+			grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(1<<20))
 		if err != nil {
 			g.close()
 			return nil, err

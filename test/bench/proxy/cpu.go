@@ -62,3 +62,34 @@ func procCPU(pid int) time.Duration {
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(u+st) * clockTick
 }
+
+// machineCPU is the machine's idle and total CPU time so far, in USER_HZ
+// ticks, from the first line of /proc/stat (idle counts idle and iowait);
+// zeros when it cannot be read.
+func machineCPU() (idle, total float64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0
+	}
+	for i, v := range f[1:] {
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, 0
+		}
+		// user nice system idle iowait irq softirq steal; guest time is
+		// already inside user.
+		if i >= 8 {
+			break
+		}
+		total += n
+		if i == 3 || i == 4 {
+			idle += n
+		}
+	}
+	return idle, total
+}

@@ -124,6 +124,11 @@ type pathResult struct {
 	// during the measured wrk run (the backend's for direct; the proxy's,
 	// without the backend, for the others).
 	cpuPerReq time.Duration
+	// The rest of the machine during the same run, per request: the
+	// backend's CPU time (0 for direct, where it is cpuPerReq), wrk's, and
+	// the share of the machine's CPU time that was idle.
+	backendPerReq, wrkPerReq time.Duration
+	idle                     float64
 }
 
 // memResult is the memory of one `sekisho run`.
@@ -171,7 +176,7 @@ func run(cfg config, tmp string) (string, error) {
 
 	// 1. Direct.
 	progress("direct to the backend on %s", baddr)
-	direct := measure(cfg, "direct", "direct to the backend", baddr, be.pid())
+	direct := measure(cfg, "direct", "direct to the backend", baddr, be.pid(), be.pid())
 	paths = append(paths, direct)
 	if direct.skip != "" {
 		return "", fmt.Errorf("measuring the backend directly: %s", direct.skip)
@@ -194,7 +199,7 @@ func run(cfg config, tmp string) (string, error) {
 			mem1.ready = s.ready
 			mem1.rss, mem1.hwm, _ = vmRSS(s.pid())
 			progress("sekisho ready in %s (VmRSS %.1f MiB), gateway on %s", s.ready.Round(time.Millisecond), mem1.rss, s.gateway)
-			sekishoRes = measure(cfg, "sekisho", sekishoRes.name, s.gateway, s.pid())
+			sekishoRes = measure(cfg, "sekisho", sekishoRes.name, s.gateway, s.pid(), be.pid())
 			if _, hwm, err := vmRSS(s.pid()); err == nil {
 				mem1.afterLoad = hwm
 			}
@@ -219,7 +224,7 @@ func run(cfg config, tmp string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("starting nginx: %w", err)
 	}
-	nginxRes := measure(cfg, "nginx", "through nginx "+nginxVersion(cfg.nginxBin)+" (2 workers)", ng.addr, ng.pid())
+	nginxRes := measure(cfg, "nginx", "through nginx "+nginxVersion(cfg.nginxBin)+" (2 workers)", ng.addr, ng.pid(), be.pid())
 	ng.stop()
 	paths = append(paths, nginxRes)
 
@@ -275,7 +280,7 @@ func run(cfg config, tmp string) (string, error) {
 // measure runs wrk (after a warm-up) and then the open-loop generator
 // against addr; pid is the process whose CPU time (with its children's) is
 // counted per request during the wrk run.
-func measure(cfg config, short, name, addr string, pid int) pathResult {
+func measure(cfg config, short, name, addr string, pid, backendPID int) pathResult {
 	r := pathResult{short: short, name: name}
 	url := "http://" + addr + "/"
 	if cfg.warmup >= time.Second {
@@ -284,7 +289,11 @@ func measure(cfg config, short, name, addr string, pid int) pathResult {
 			return r
 		}
 	}
-	cpu0 := treeCPU(pid)
+	cpu0, be0, idle0, total0 := treeCPU(pid), treeCPU(backendPID), 0.0, 0.0
+	if backendPID == pid {
+		be0 = 0
+	}
+	idle0, total0 = machineCPU()
 	w, err := runWrk(cfg.wrkBin, url, cfg.threads, cfg.conns, cfg.duration)
 	if err != nil {
 		r.skip = "wrk failed: " + firstLine(err.Error())
@@ -293,6 +302,13 @@ func measure(cfg config, short, name, addr string, pid int) pathResult {
 	r.wrk = w
 	if cpu := treeCPU(pid) - cpu0; cpu > 0 && w.Requests > 0 {
 		r.cpuPerReq = cpu / time.Duration(w.Requests)
+		if backendPID != pid {
+			r.backendPerReq = (treeCPU(backendPID) - be0) / time.Duration(w.Requests)
+		}
+		r.wrkPerReq = w.CPU / time.Duration(w.Requests)
+	}
+	if idle1, total1 := machineCPU(); total1 > total0 {
+		r.idle = (idle1 - idle0) / (total1 - total0)
 	}
 	if w.Non2xx > 0 {
 		r.extras = append(r.extras, fmt.Sprintf("wrk: %d of %d answers were not 2xx/3xx", w.Non2xx, w.Requests))
@@ -373,6 +389,20 @@ func writeReport(w io.Writer, cfg config, paths []pathResult, mems []memResult) 
 	}
 	if len(cpu) > 0 {
 		fmt.Fprintf(w, "- CPU time per request during the wrk run, of the path's own processes (the backend for direct; the proxy alone, backend excluded, for the others; less sensitive to other load than req/s): %s\n", strings.Join(cpu, ", "))
+	}
+	var rest []string
+	for _, p := range paths {
+		if p.skip == "" && p.cpuPerReq > 0 {
+			be := p.backendPerReq
+			if p.short == "direct" {
+				be = p.cpuPerReq
+			}
+			rest = append(rest, fmt.Sprintf("%s: backend %.1f µs, wrk %.1f µs, machine idle %.1f %%", p.short,
+				float64(be)/float64(time.Microsecond), float64(p.wrkPerReq)/float64(time.Microsecond), 100*p.idle))
+		}
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(w, "- the rest of the machine in the same wrk runs, CPU time per request (req/s follows the sum of all of it when the CPUs are busy): %s\n", strings.Join(rest, "; "))
 	}
 	fmt.Fprintf(w, "- the open-loop generator's own lateness in sending (p99, included in its figures): %s\n", strings.Join(late, ", "))
 	for _, p := range paths {

@@ -9,7 +9,10 @@ import (
 
 // nginxConf is nginx as the equivalent reverse proxy: two workers, a pool of
 // up to 64 idle keep-alive connections to the backend, HTTP/1.1 upstream, no
-// access log. Every path it writes is in its own temp folder.
+// access log, and the request headers sekisho (and Envoy) send upstream: the
+// client's Host, X-Forwarded-For with the client's address appended, and
+// X-Forwarded-Proto, so that the backend gets the same request from both
+// proxies. Every path it writes is in its own temp folder.
 const nginxConf = `daemon off;
 master_process on;
 worker_processes 2;
@@ -39,6 +42,9 @@ http {
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
         }
     }
 }

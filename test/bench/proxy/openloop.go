@@ -4,14 +4,13 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
-	"runtime"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/sekisho/sekisho/test/bench/internal/pace"
 )
 
 // openLoopResult is what one fixed-rate run measured.
@@ -74,7 +73,7 @@ func openLoopRequests(addr string, rate int, d time.Duration, conns int, reqs []
 		pool[i] = c
 	}
 
-	due := make(chan olTick, total) // never blocks the scheduler
+	due := make(chan pace.Tick, total) // never blocks the scheduler
 	type workerResult struct {
 		lat      []time.Duration
 		failed   int
@@ -89,7 +88,7 @@ func openLoopRequests(addr string, rate int, d time.Duration, conns int, reqs []
 			defer wg.Done()
 			w.lat = make([]time.Duration, 0, total/conns+16)
 			for t := range due {
-				err := c.do(addr, reqs[t.i%len(reqs)])
+				err := c.do(addr, reqs[t.I%len(reqs)])
 				now := time.Now()
 				w.last = now
 				if err != nil {
@@ -99,7 +98,7 @@ func openLoopRequests(addr string, rate int, d time.Duration, conns int, reqs []
 					}
 					continue
 				}
-				w.lat = append(w.lat, now.Sub(t.at))
+				w.lat = append(w.lat, now.Sub(t.At))
 			}
 			if c.conn != nil {
 				c.conn.Close()
@@ -108,7 +107,7 @@ func openLoopRequests(addr string, rate int, d time.Duration, conns int, reqs []
 	}
 
 	start := time.Now().Add(5 * time.Millisecond)
-	lateness := schedule(start, interval, total, due)
+	lateness := pace.Schedule(start, interval, total, due)
 	close(due)
 	wg.Wait()
 
@@ -126,59 +125,17 @@ func openLoopRequests(addr string, rate int, d time.Duration, conns int, reqs []
 	}
 	res.Scheduled = total
 	slices.Sort(lateness)
-	res.LateP99 = percentile(lateness, 0.99)
+	res.LateP99 = pace.Percentile(lateness, 0.99)
 	res.OK = len(all)
 	res.Elapsed = last.Sub(start)
 	if len(all) == 0 {
 		return res, fmt.Errorf("open loop: no request to %s succeeded (%d failed, first: %s)", addr, res.Failed, res.FirstErr)
 	}
 	slices.Sort(all)
-	res.P50 = percentile(all, 0.50)
-	res.P99 = percentile(all, 0.99)
+	res.P50 = pace.Percentile(all, 0.50)
+	res.P99 = pace.Percentile(all, 0.99)
 	res.Max = all[len(all)-1]
 	return res, nil
-}
-
-// olTick is one request handed out by the ticker: its index in the run and
-// when it is due.
-type olTick struct {
-	at time.Time
-	i  int
-}
-
-// schedule hands out total due times, interval apart from start, on due.
-// It is the ticker of the open loop. Go's own timers wake up to a
-// millisecond late on Linux (the netpoller sleeps in whole milliseconds),
-// which at 1 000 req/s would add up to a millisecond of the generator's own
-// delay to every latency; so this ticker sleeps with nanosleep on a locked
-// OS thread, which wakes within tens of microseconds. It returns how late
-// each request was handed out.
-func schedule(start time.Time, interval time.Duration, total int, due chan<- olTick) []time.Duration {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	late := make([]time.Duration, 0, total)
-	for i := 0; i < total; i++ {
-		at := start.Add(time.Duration(i) * interval)
-		if d := time.Until(at); d > 0 {
-			ts := syscall.NsecToTimespec(int64(d))
-			for {
-				var rem syscall.Timespec
-				if err := syscall.Nanosleep(&ts, &rem); err != syscall.EINTR {
-					break
-				}
-				ts = rem
-			}
-		}
-		late = append(late, time.Since(at))
-		due <- olTick{at: at, i: i}
-	}
-	return late
-}
-
-// percentile of sorted samples, nearest rank.
-func percentile(sorted []time.Duration, q float64) time.Duration {
-	i := int(math.Ceil(q*float64(len(sorted)))) - 1
-	return sorted[max(0, min(i, len(sorted)-1))]
 }
 
 // olConn is one keep-alive connection of the pool. When a request fails the

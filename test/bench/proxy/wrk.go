@@ -15,7 +15,8 @@ type wrkResult struct {
 	P50, P99 time.Duration
 	Requests int
 	Non2xx   int
-	Errors   string // wrk's "Socket errors" line, when there is one
+	Errors   string        // wrk's "Socket errors" line, when there is one
+	CPU      time.Duration // wrk's own CPU time (user + system)
 }
 
 // runWrk runs `wrk -tT -cC -dD --latency url` and reads its report.
@@ -32,6 +33,9 @@ func runWrk(bin, url string, threads, conns int, d time.Duration) (wrkResult, er
 		return wrkResult{}, fmt.Errorf("running wrk %s: %w: %s", strings.Join(args, " "), err, errb.String())
 	}
 	r, err := parseWrk(out.String())
+	if ps := cmd.ProcessState; ps != nil {
+		r.CPU = ps.UserTime() + ps.SystemTime()
+	}
 	if err != nil {
 		return r, fmt.Errorf("reading the report of wrk %s: %w\n%s", strings.Join(args, " "), err, out.String())
 	}

@@ -114,7 +114,9 @@ const measuringLine = "measuring"
 func runLoad(cfg config, addr string) error {
 	clients := make([]rlsv3.RateLimitServiceClient, cfg.conns)
 	for i := range clients {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			// As the proxy's client: fixed windows, no BDP pings.
+			grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(1<<20))
 		if err != nil {
 			return err
 		}
