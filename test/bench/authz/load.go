@@ -28,11 +28,11 @@ type loadResult struct {
 
 func (r loadResult) rate() float64 { return float64(r.n) / r.elapsed.Seconds() }
 
-// runLoad runs cfg.concurrency workers, each calling its own function from
+// runLoad runs callers workers, each calling its own function from
 // newCall back to back: first for the warm-up (not measured), then for
 // cfg.duration. cpu reads the CPU time of the process that decides.
-func runLoad(cfg config, newCall func() func(context.Context) error, cpu func() time.Duration) (loadResult, error) {
-	calls := make([]func(context.Context) error, cfg.concurrency)
+func runLoad(cfg config, callers int, newCall func() func(context.Context) error, cpu func() time.Duration) (loadResult, error) {
+	calls := make([]func(context.Context) error, callers)
 	for i := range calls {
 		calls[i] = newCall()
 	}

@@ -27,6 +27,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -37,7 +38,7 @@ type config struct {
 	sekishoBin, nginxBin, wrkBin string
 	threads, conns               int
 	duration, warmup             time.Duration
-	rate                         int
+	rate, rounds                 int
 	rateDuration                 time.Duration
 	rateConns                    int
 	routes                       int
@@ -58,6 +59,7 @@ func main() {
 	flag.IntVar(&cfg.conns, "conns", 64, "wrk connections")
 	flag.DurationVar(&cfg.duration, "duration", 8*time.Second, "wrk run length (whole seconds)")
 	flag.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "wrk warm-up before each measured run (not reported; 0 for none)")
+	flag.IntVar(&cfg.rounds, "rounds", 4, "more wrk rounds through sekisho and nginx in turn, for the median ratio (0 for none)")
 	flag.IntVar(&cfg.rate, "rate", 1000, "requests per second of the open-loop run")
 	flag.DurationVar(&cfg.rateDuration, "rate-duration", 10*time.Second, "length of the open-loop run")
 	flag.IntVar(&cfg.rateConns, "rate-conns", 16, "keep-alive connections of the open-loop run")
@@ -182,7 +184,8 @@ func run(cfg config, tmp string) (string, error) {
 		return "", fmt.Errorf("measuring the backend directly: %s", direct.skip)
 	}
 
-	// 2. sekisho, quickstart-sized.
+	// 2. sekisho, quickstart-sized (kept running for the rounds below).
+	var sek *sekisho
 	sekishoRes := pathResult{short: "sekisho", name: "through sekisho (`sekisho run`)"}
 	mem1 := memResult{label: "quickstart-sized", routes: 1}
 	if _, err := os.Stat(cfg.sekishoBin); err != nil {
@@ -211,9 +214,11 @@ func run(cfg config, tmp string) (string, error) {
 				}
 			}
 		}
-		if s != nil {
+		if s != nil && sekishoRes.skip != "" {
 			s.stop()
+			s = nil
 		}
+		sek = s
 	}
 	paths = append(paths, sekishoRes)
 	mems = append(mems, mem1)
@@ -225,8 +230,17 @@ func run(cfg config, tmp string) (string, error) {
 		return "", fmt.Errorf("starting nginx: %w", err)
 	}
 	nginxRes := measure(cfg, "nginx", "through nginx "+nginxVersion(cfg.nginxBin)+" (2 workers)", ng.addr, ng.pid(), be.pid())
-	ng.stop()
 	paths = append(paths, nginxRes)
+
+	// 3b. More rounds of wrk, sekisho and nginx in turn.
+	var rounds []round
+	if sek != nil && nginxRes.skip == "" && cfg.rounds > 0 {
+		rounds = alternate(cfg, sek, ng, be.pid())
+	}
+	if sek != nil {
+		sek.stop()
+	}
+	ng.stop()
 
 	// 4. The policy hops, on a sekisho of their own.
 	var policies *policyResult
@@ -268,6 +282,7 @@ func run(cfg config, tmp string) (string, error) {
 
 	var b strings.Builder
 	writeReport(&b, cfg, paths, mems)
+	writeRounds(&b, cfg, rounds)
 	if policies != nil {
 		writePolicyReport(&b, cfg, policies)
 	}
@@ -479,4 +494,75 @@ func nginxVersion(bin string) string {
 	}
 	v, _, _ = strings.Cut(v, " ")
 	return v
+}
+
+// round is one wrk run through sekisho and one through nginx, one right
+// after the other.
+type round struct {
+	sekisho, nginx pathResult
+}
+
+// alternate runs cfg.rounds more rounds of wrk through sekisho and nginx,
+// both already warm, the order swapped every round so that a drift in the
+// machine's other load does not favour one of them.
+func alternate(cfg config, s *sekisho, ng *nginx, backendPID int) []round {
+	var out []round
+	one := func(short, addr string, pid int) pathResult {
+		r := pathResult{short: short}
+		cpu0, be0 := treeCPU(pid), treeCPU(backendPID)
+		w, err := runWrk(cfg.wrkBin, "http://"+addr+"/", cfg.threads, cfg.conns, cfg.duration)
+		if err != nil {
+			r.skip = firstLine(err.Error())
+			return r
+		}
+		r.wrk = w
+		if w.Requests > 0 {
+			r.cpuPerReq = (treeCPU(pid) - cpu0) / time.Duration(w.Requests)
+			r.backendPerReq = (treeCPU(backendPID) - be0) / time.Duration(w.Requests)
+			r.wrkPerReq = w.CPU / time.Duration(w.Requests)
+		}
+		return r
+	}
+	for i := 0; i < cfg.rounds; i++ {
+		var rd round
+		if i%2 == 0 {
+			rd.nginx = one("nginx", ng.addr, ng.pid())
+			rd.sekisho = one("sekisho", s.gateway, s.pid())
+		} else {
+			rd.sekisho = one("sekisho", s.gateway, s.pid())
+			rd.nginx = one("nginx", ng.addr, ng.pid())
+		}
+		if rd.sekisho.skip != "" || rd.nginx.skip != "" {
+			progress("round %d not measured: %s%s", i+1, rd.sekisho.skip, rd.nginx.skip)
+			continue
+		}
+		progress("round %d: sekisho %.0f req/s, nginx %.0f req/s (%.2f×)", i+1, rd.sekisho.wrk.RPS, rd.nginx.wrk.RPS, rd.sekisho.wrk.RPS/rd.nginx.wrk.RPS)
+		out = append(out, rd)
+	}
+	return out
+}
+
+// writeRounds reports the alternating rounds and the median ratio.
+func writeRounds(w *strings.Builder, cfg config, rounds []round) {
+	if len(rounds) == 0 {
+		return
+	}
+	us := func(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond)) }
+	fmt.Fprintf(w, "\nThen %d more rounds of the same wrk run through sekisho and nginx in turn (both warm; nginx first in odd rounds, sekisho first in even ones), each line one round:\n\n", len(rounds))
+	w.WriteString("| round | sekisho req/s | nginx req/s | sekisho / nginx | CPU per request: sekisho | nginx | backend behind sekisho | behind nginx |\n")
+	w.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	var ratios []float64
+	for i, rd := range rounds {
+		ratio := rd.sekisho.wrk.RPS / rd.nginx.wrk.RPS
+		ratios = append(ratios, ratio)
+		fmt.Fprintf(w, "| %d | %s | %s | %.2f× | %s | %s | %s | %s |\n", i+1,
+			thousands(rd.sekisho.wrk.RPS), thousands(rd.nginx.wrk.RPS), ratio,
+			us(rd.sekisho.cpuPerReq), us(rd.nginx.cpuPerReq), us(rd.sekisho.backendPerReq), us(rd.nginx.backendPerReq))
+	}
+	slices.Sort(ratios)
+	med := ratios[len(ratios)/2]
+	if len(ratios)%2 == 0 {
+		med = (ratios[len(ratios)/2-1] + ratios[len(ratios)/2]) / 2
+	}
+	fmt.Fprintf(w, "\n- sekisho / nginx throughput over the rounds: median **%.2f×** (lowest %.2f×, highest %.2f×)\n", med, ratios[0], ratios[len(ratios)-1])
 }
