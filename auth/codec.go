@@ -77,6 +77,33 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 }
 
+// marshalCheckResponse is Marshal for a CheckResponse, into a new slice.
+func marshalCheckResponse(r *authv3.CheckResponse) ([]byte, error) {
+	if !plainResponse(r) {
+		return proto.Marshal(r)
+	}
+	var md []byte
+	if m := r.GetDynamicMetadata(); m != nil {
+		md = metadataWire(m)
+	}
+	size := responseSize(r, md)
+	b := appendResponse(make([]byte, 0, size), r, md)
+	if len(b) != size {
+		return proto.Marshal(r)
+	}
+	return b, nil
+}
+
+// unmarshalCheckRequest is Unmarshal for a CheckRequest from bytes.
+func unmarshalCheckRequest(b []byte, r *authv3.CheckRequest) error {
+	proto.Reset(r)
+	if decodeCheckRequest(b, r) {
+		return nil
+	}
+	// proto.Unmarshal starts again from an empty message.
+	return proto.Unmarshal(b, r)
+}
+
 // Unmarshal reads a CheckRequest directly; other messages, and requests
 // with fields or encodings the direct reader does not handle, go to the
 // standard codec.
@@ -87,13 +114,7 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	}
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
-	b := buf.ReadOnlyData()
-	proto.Reset(r)
-	if decodeCheckRequest(b, r) {
-		return nil
-	}
-	// proto.Unmarshal starts again from an empty message.
-	return proto.Unmarshal(b, r)
+	return unmarshalCheckRequest(buf.ReadOnlyData(), r)
 }
 
 // --- CheckRequest ---

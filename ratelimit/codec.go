@@ -79,13 +79,25 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	}
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
-	b := buf.ReadOnlyData()
+	return unmarshalRequest(buf.ReadOnlyData(), r)
+}
+
+// unmarshalRequest is Unmarshal for a RateLimitRequest from bytes.
+func unmarshalRequest(b []byte, r *rlsv3.RateLimitRequest) error {
 	proto.Reset(r)
 	if decodeRequest(b, r) {
 		return nil
 	}
 	proto.Reset(r)
 	return proto.Unmarshal(b, r)
+}
+
+// marshalResponse is Marshal for a RateLimitResponse, into a new slice.
+func marshalResponse(r *rlsv3.RateLimitResponse) ([]byte, error) {
+	if !plainResponse(r) {
+		return proto.Marshal(r)
+	}
+	return appendResponse(make([]byte, 0, responseSize(r)), r), nil
 }
 
 // --- RateLimitRequest ---
