@@ -144,12 +144,12 @@ func decodeAttributes(b []byte, m *authv3.AttributeContext) bool {
 			if m.Source == nil {
 				m.Source = &authv3.AttributeContext_Peer{}
 			}
-			return mergeMessage(v, m.Source)
+			return decodePeer(v, m.Source)
 		case 2:
 			if m.Destination == nil {
 				m.Destination = &authv3.AttributeContext_Peer{}
 			}
-			return mergeMessage(v, m.Destination)
+			return decodePeer(v, m.Destination)
 		case 4:
 			if m.Request == nil {
 				m.Request = &authv3.AttributeContext_Request{}
@@ -175,6 +175,85 @@ func decodeAttributes(b []byte, m *authv3.AttributeContext) bool {
 				m.RouteMetadataContext = &corev3.Metadata{}
 			}
 			return mergeMessage(v, m.RouteMetadataContext)
+		}
+		return false
+	})
+}
+
+// decodePeer reads a peer: its socket address (the proxy sends the client's
+// and its own), service, labels, principal and certificate.
+func decodePeer(b []byte, m *authv3.AttributeContext_Peer) bool {
+	return eachField(b, func(num protowire.Number, typ protowire.Type, v []byte) bool {
+		if typ != protowire.BytesType {
+			return false
+		}
+		switch num {
+		case 1:
+			if m.Address == nil {
+				m.Address = &corev3.Address{}
+			}
+			return decodeAddress(v, m.Address)
+		case 3:
+			if m.Labels == nil {
+				m.Labels = map[string]string{}
+			}
+			return decodeMapEntry(v, m.Labels)
+		case 2, 4, 5:
+			if !utf8.Valid(v) {
+				return false
+			}
+			switch num {
+			case 2:
+				m.Service = string(v)
+			case 4:
+				m.Principal = string(v)
+			default:
+				m.Certificate = string(v)
+			}
+			return true
+		}
+		return false
+	})
+}
+
+// decodeAddress reads an address that is a socket address; any other kind
+// is left to proto.Unmarshal.
+func decodeAddress(b []byte, m *corev3.Address) bool {
+	return eachField(b, func(num protowire.Number, typ protowire.Type, v []byte) bool {
+		if num != 1 || typ != protowire.BytesType {
+			return false
+		}
+		sa, ok := m.Address.(*corev3.Address_SocketAddress)
+		if !ok || sa.SocketAddress == nil {
+			sa = &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{}}
+			m.Address = sa
+		}
+		return decodeSocketAddress(v, sa.SocketAddress)
+	})
+}
+
+// decodeSocketAddress reads the protocol, the address and a numeric port;
+// a named port, a resolver or ipv4_compat are left to proto.Unmarshal.
+func decodeSocketAddress(b []byte, m *corev3.SocketAddress) bool {
+	return eachField(b, func(num protowire.Number, typ protowire.Type, v []byte) bool {
+		switch {
+		case num == 2 && typ == protowire.BytesType:
+			if !utf8.Valid(v) {
+				return false
+			}
+			m.Address = string(v)
+			return true
+		case (num == 1 || num == 3) && typ == protowire.VarintType:
+			x, n := protowire.ConsumeVarint(v)
+			if n < 0 {
+				return false
+			}
+			if num == 1 {
+				m.Protocol = corev3.SocketAddress_Protocol(int32(x))
+			} else {
+				m.PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: uint32(x)}
+			}
+			return true
 		}
 		return false
 	})
@@ -264,21 +343,23 @@ func decodeHTTPRequest(b []byte, m *authv3.AttributeContext_HttpRequest) bool {
 // decodeMapEntry reads one map<string, string> entry into m.
 func decodeMapEntry(b []byte, m map[string]string) bool {
 	var k, val []byte
-	ok := eachField(b, func(num protowire.Number, typ protowire.Type, v []byte) bool {
-		if typ != protowire.BytesType {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || typ != protowire.BytesType || (num != 1 && num != 2) {
 			return false
 		}
-		switch num {
-		case 1:
+		v, l := protowire.ConsumeBytes(b[n:])
+		if l < 0 {
+			return false
+		}
+		b = b[n+l:]
+		if num == 1 {
 			k = v
-		case 2:
+		} else {
 			val = v
-		default:
-			return false
 		}
-		return true
-	})
-	if !ok || !utf8.Valid(k) || !utf8.Valid(val) {
+	}
+	if !utf8.Valid(k) || !utf8.Valid(val) {
 		return false
 	}
 	m[internHeader(k)] = string(val)

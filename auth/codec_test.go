@@ -17,13 +17,17 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/sekisho/sekisho/internal/unarygrpc"
 )
 
 // codecRequests are CheckRequests as the proxy and Envoy send them, and
 // some they do not.
 func codecRequests(t testing.TB) map[string]*authv3.CheckRequest {
 	full := req{path: "/a/b?c=d", headers: map[string]string{"authorization": "Bearer x", "cookie": "a=b", "x-ünïcode": "välue"}}.proto()
-	full.Attributes.Destination = &authv3.AttributeContext_Peer{Service: "svc", Labels: map[string]string{"a": "b"}, Principal: "p"}
+	full.Attributes.Destination = &authv3.AttributeContext_Peer{Service: "svc", Labels: map[string]string{"a": "b"}, Principal: "p", Certificate: "cert",
+		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+			Protocol: corev3.SocketAddress_UDP, Address: "10.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 8443}}}}}
 	full.Attributes.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"f": {Fields: map[string]*structpb.Value{"k": structpb.NewStringValue("v")}}}}
 	full.Attributes.RouteMetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"r": {}}}
 	full.Attributes.TlsSession = &authv3.AttributeContext_TLSSession{Sni: "app.example.com"}
@@ -128,11 +132,26 @@ func TestCodecFallsBack(t *testing.T) {
 	twice := append(wrapHTTP(&authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/a", Headers: map[string]string{"a": "1", "k": "old"}}),
 		wrapHTTP(&authv3.AttributeContext_HttpRequest{Method: "POST", Headers: map[string]string{"k": "v"}})...)
 
+	peerAddr := func(a *corev3.Address) []byte {
+		b, _ := proto.Marshal(&authv3.CheckRequest{Attributes: &authv3.AttributeContext{Source: &authv3.AttributeContext_Peer{Address: a}}})
+		return b
+	}
+	namedPort := peerAddr(&corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: "10.0.0.1", PortSpecifier: &corev3.SocketAddress_NamedPort{NamedPort: "https"}}}})
+	pipe := peerAddr(&corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: "/run/s.sock"}}})
+	// A socket address sent in two parts merges: the port of the second,
+	// the address of the first.
+	split := append(peerAddr(&corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: "10.0.0.1"}}}),
+		peerAddr(&corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 9}}}})...)
+
 	for name, c := range map[string]struct {
 		b       []byte
 		direct  bool
 		wantErr bool
 	}{
+		"a named port":               {namedPort, false, false},
+		"a pipe address":             {pipe, false, false},
+		"a socket address in parts":  {split, true, false},
 		"unknown top-level field":    {unknownTop, false, false},
 		"unknown nested field":       {nested, false, false},
 		"invalid UTF-8":              {badUTF8, false, true},
@@ -249,18 +268,32 @@ func TestCodecWritesResponsesAsProtoDoes(t *testing.T) {
 }
 
 // TestGRPCWithCodec: the metadata and headers arrive over gRPC as the
-// server made them.
+// server made them, through grpc-go's server with GRPCServerOptions and
+// through internal/unarygrpc's with UnaryCheck (what `sekisho authz` runs).
 func TestGRPCWithCodec(t *testing.T) {
+	for _, server := range []string{"grpc-go", "unarygrpc"} {
+		t.Run(server, func(t *testing.T) { testGRPCWithCodec(t, server) })
+	}
+}
+
+func testGRPCWithCodec(t *testing.T, server string) {
 	clock := newClock()
 	s, _ := newTestServer(t, clock, jwtPolicy(t, nil))
 	lis, err := listenLoopback()
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(GRPCServerOptions()...)
-	authv3.RegisterAuthorizationServer(srv, s)
-	go func() { _ = srv.Serve(lis) }()
-	defer srv.Stop()
+	if server == "grpc-go" {
+		srv := grpc.NewServer(GRPCServerOptions()...)
+		authv3.RegisterAuthorizationServer(srv, s)
+		go func() { _ = srv.Serve(lis) }()
+		defer srv.Stop()
+	} else {
+		srv := unarygrpc.NewServer(unarygrpc.Options{})
+		srv.Handle(CheckMethod, s.UnaryCheck)
+		go func() { _ = srv.Serve(lis) }()
+		defer srv.Stop()
+	}
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

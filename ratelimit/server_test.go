@@ -19,6 +19,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+
+	"github.com/sekisho/sekisho/internal/unarygrpc"
 )
 
 const domain = "sekisho"
@@ -381,12 +383,21 @@ func TestServerHandler(t *testing.T) {
 
 // TestServerOverGRPC drives the service through a real gRPC server and
 // client on loopback, as the proxy does.
+// TestServerOverGRPC runs through grpc-go's server with GRPCServerOptions
+// and through internal/unarygrpc's with UnaryShouldRateLimit (what
+// `sekisho ratelimit` runs).
 func TestServerOverGRPC(t *testing.T) {
+	for _, server := range []string{"grpc-go", "unarygrpc"} {
+		t.Run(server, func(t *testing.T) { testServerOverGRPC(t, server) })
+	}
+}
+
+func testServerOverGRPC(t *testing.T, server string) {
 	s := newTestServer(t, NewMemoryStore(MemoryOptions{}), newFakeClock(0), Config{Domain: domain, Rules: []Rule{
 		{ID: "api", Requests: 1, Unit: "Minute"},
 		{ID: "closed", Requests: 1, Unit: "Minute", FailureMode: "Closed"},
 	}})
-	client := serveGRPC(t, s)
+	client := serveOver(t, s, server)
 	ctx := context.Background()
 	resp, err := client.ShouldRateLimit(ctx, request(domain, desc("api")))
 	if err != nil || resp.OverallCode != rlsv3.RateLimitResponse_OK {
@@ -399,21 +410,30 @@ func TestServerOverGRPC(t *testing.T) {
 
 	failing, _ := NewServer(Options{Store: &stubStore{err: errors.New("down")}, Logger: quietLog})
 	_ = failing.SetConfig(Config{Domain: domain, Rules: []Rule{{ID: "closed", Requests: 1, Unit: "Minute", FailureMode: "Closed"}}})
-	if _, err := serveGRPC(t, failing).ShouldRateLimit(ctx, request(domain, desc("closed"))); status.Code(err) != codes.Unavailable {
+	if _, err := serveOver(t, failing, server).ShouldRateLimit(ctx, request(domain, desc("closed"))); status.Code(err) != codes.Unavailable {
 		t.Errorf("fail closed over gRPC: %v", err)
 	}
 }
 
-func serveGRPC(t testing.TB, s *Server) rlsv3.RateLimitServiceClient {
+// serveOver serves s on 127.0.0.1 through grpc-go's server ("grpc-go") or
+// internal/unarygrpc's ("unarygrpc") and returns a client of it.
+func serveOver(t testing.TB, s *Server, server string) rlsv3.RateLimitServiceClient {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer(GRPCServerOptions()...)
-	s.Register(gs)
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
+	if server == "grpc-go" {
+		gs := grpc.NewServer(GRPCServerOptions()...)
+		s.Register(gs)
+		go func() { _ = gs.Serve(lis) }()
+		t.Cleanup(gs.Stop)
+	} else {
+		us := unarygrpc.NewServer(unarygrpc.Options{})
+		us.Handle(ShouldRateLimitMethod, s.UnaryShouldRateLimit)
+		go func() { _ = us.Serve(lis) }()
+		t.Cleanup(us.Stop)
+	}
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

@@ -16,24 +16,25 @@ import (
 	"sync/atomic"
 	"time"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
 
 	"github.com/sekisho/sekisho/auth"
 	"github.com/sekisho/sekisho/internal/admin"
 	"github.com/sekisho/sekisho/internal/configsub"
+	"github.com/sekisho/sekisho/internal/unarygrpc"
 	"github.com/sekisho/sekisho/ir"
 	"github.com/sekisho/sekisho/ratelimit"
 )
 
 // service is the authorization or the rate-limit service: a gRPC server and
-// the subscription that keeps its configuration up to date.
+// the subscription that keeps its configuration up to date. The server is
+// internal/unarygrpc's: the services answer one unary method each, at high
+// rates, and it costs them about a third less CPU per call than grpc-go's
+// server (test/bench/authz, internal/unarygrpc's BenchmarkUnary).
 type service struct {
 	name  string
 	lis   net.Listener
-	grpc  *grpc.Server
+	grpc  *unarygrpc.Server
 	sub   *configsub.Subscriber
 	ready func() error
 	close func() // after the gRPC server has stopped; may be nil
@@ -50,7 +51,7 @@ func (s *service) start(g *group) {
 		if s.close != nil {
 			s.close()
 		}
-		if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		if err != nil && !errors.Is(err, unarygrpc.ErrServerStopped) {
 			return fmt.Errorf("serving gRPC on %s: %w", s.lis.Addr(), err)
 		}
 		return nil
@@ -103,8 +104,8 @@ func newAuthzService(lis net.Listener, xdsAddr, id string, log *slog.Logger, reg
 	if err != nil {
 		return nil, err
 	}
-	gs := grpc.NewServer(auth.GRPCServerOptions()...)
-	authv3.RegisterAuthorizationServer(gs, srv)
+	gs := unarygrpc.NewServer(unarygrpc.Options{Logger: log.With("component", "authz-grpc")})
+	gs.Handle(auth.CheckMethod, srv.UnaryCheck)
 	return &service{name: "authz", lis: lis, grpc: gs, sub: sub, ready: srv.Ready}, nil
 }
 
@@ -143,8 +144,8 @@ func newRateLimitService(lis net.Listener, xdsAddr, id string, store ratelimit.S
 	if err != nil {
 		return nil, err
 	}
-	gs := grpc.NewServer(ratelimit.GRPCServerOptions()...)
-	rlsv3.RegisterRateLimitServiceServer(gs, srv)
+	gs := unarygrpc.NewServer(unarygrpc.Options{Logger: log.With("component", "ratelimit-grpc")})
+	gs.Handle(ratelimit.ShouldRateLimitMethod, srv.UnaryShouldRateLimit)
 	return &service{name: "ratelimit", lis: lis, grpc: gs, sub: sub, ready: srv.Ready, close: func() {
 		srv.Close()
 		if err := store.Close(); err != nil {

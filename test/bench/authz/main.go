@@ -4,8 +4,9 @@
 //   - over real gRPC on 127.0.0.1: the service runs in a child process (this
 //     program re-executed with -serve) and this process calls
 //     Authorization/Check at a fixed concurrency for a fixed time, both on
-//     the machine's CPUs, and with a plain grpc.NewServer() instead of
-//     auth.GRPCServerOptions for comparison;
+//     the machine's CPUs, through the server `sekisho authz` runs
+//     (internal/unarygrpc) and, for comparison, grpc-go's with
+//     auth.GRPCServerOptions and a plain grpc.NewServer();
 //   - on one core: the child with GOMAXPROCS 1 pinned to CPU 0 and the
 //     callers pinned to CPU 1, so the service's capacity is one core's and
 //     the callers do not take its CPU; saturated, with the verified token
@@ -53,7 +54,7 @@ func main() {
 	var cfg config
 	serveCfg := flag.String("serve", "", "internal: serve Check over gRPC on 127.0.0.1 with this config file")
 	var so serverOpts
-	flag.BoolVar(&so.plain, "plain", false, "internal: with -serve, a gRPC server without auth.GRPCServerOptions")
+	flag.StringVar(&so.server, "server", "unarygrpc", "internal: with -serve, the gRPC server: unarygrpc (as sekisho authz), grpc-go (auth.GRPCServerOptions) or plain (grpc.NewServer())")
 	flag.IntVar(&so.cpu, "serve-cpu", -1, "internal: with -serve, GOMAXPROCS 1 and pinned to this CPU")
 	flag.BoolVar(&so.noCache, "no-token-cache", false, "internal: with -serve, verify every token (no verified-token cache)")
 	oneCoreC := flag.String("one-core-c", "4,8,16,32", "concurrencies of the RS256 runs on one core (token cached)")
@@ -63,7 +64,7 @@ func main() {
 	flag.DurationVar(&cfg.duration, "d", 5*time.Second, "measured time of each run")
 	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured warm-up before each run")
 	flag.StringVar(&cfg.out, "out", "", "also write the report to this file")
-	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the first gRPC server child (made with auth.GRPCServerOptions) to this file")
+	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the first gRPC server child (internal/unarygrpc's, as sekisho authz) to this file")
 	flag.BoolVar(&cfg.ratesOnly, "rates-only", false, "only the fixed-rate runs on one core (with -cpuprofile: a profile of their server)")
 	flag.Parse()
 
@@ -231,12 +232,17 @@ func run(cfg config, tmp string, child **serverProc) (string, error) {
 	// On the machine's CPUs, shared with the callers.
 	if !cfg.ratesOnly {
 		if err := measure(serverOpts{cpu: -1, profile: profile}, false, []row{
-			{section: secShared, mode: "gRPC, 127.0.0.1", alg: "RS256"},
-			{section: secShared, mode: "gRPC, 127.0.0.1", alg: "ES256"},
+			{section: secShared, mode: "gRPC, 127.0.0.1, internal/unarygrpc (sekisho authz)", alg: "RS256"},
+			{section: secShared, mode: "gRPC, 127.0.0.1, internal/unarygrpc (sekisho authz)", alg: "ES256"},
 		}); err != nil {
 			return "", err
 		}
-		if err := measure(serverOpts{cpu: -1, plain: true}, false, []row{
+		if err := measure(serverOpts{cpu: -1, server: "grpc-go"}, false, []row{
+			{section: secShared, mode: "gRPC, 127.0.0.1, grpc-go with auth.GRPCServerOptions", alg: "RS256"},
+		}); err != nil {
+			return "", err
+		}
+		if err := measure(serverOpts{cpu: -1, server: "plain"}, false, []row{
 			{section: secShared, mode: "gRPC, 127.0.0.1, plain grpc.NewServer()", alg: "RS256"},
 		}); err != nil {
 			return "", err
@@ -270,6 +276,14 @@ func run(cfg config, tmp string, child **serverProc) (string, error) {
 				{section: secOneCore, mode: fmt.Sprintf("%d callers, no token cache", cfg.concurrency), alg: "RS256"},
 				{section: secOneCore, mode: fmt.Sprintf("%d callers, no token cache", cfg.concurrency), alg: "ES256"},
 			})
+		}
+		if err == nil && !cfg.ratesOnly {
+			// The same calls to grpc-go's server, for comparison.
+			var cmp []row
+			for _, c := range cfg.oneCoreCallers {
+				cmp = append(cmp, row{section: secOneCore, mode: fmt.Sprintf("grpc-go server: %d callers, token cached", c), alg: "RS256", callers: c})
+			}
+			err = measure(serverOpts{cpu: 0, server: "grpc-go"}, true, cmp)
 		}
 		runtime.GOMAXPROCS(procs)
 		if perr := pace.Pin(); perr != nil && err == nil {
@@ -350,7 +364,7 @@ func report(cfg config, loadAvg string, rows []row) string {
 
 	b.WriteString("\nAim: at least 20 000 RS256 decisions per second per core, with p99 under 1 ms.\n")
 	for _, r := range rows {
-		if r.section != secOneCore || r.alg != "RS256" {
+		if r.section != secOneCore || r.alg != "RS256" || strings.HasPrefix(r.mode, "grpc-go") {
 			continue
 		}
 		x := r.res

@@ -23,13 +23,14 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/sekisho/sekisho/auth"
+	"github.com/sekisho/sekisho/internal/unarygrpc"
 	"github.com/sekisho/sekisho/test/bench/internal/pace"
 )
 
 // serverOpts says how the child serves.
 type serverOpts struct {
 	profile string // CPU profile file; "" for none
-	plain   bool   // a plain grpc.NewServer() instead of auth.GRPCServerOptions
+	server  string // "unarygrpc" (what `sekisho authz` runs; the default), "grpc-go" (auth.GRPCServerOptions) or "plain" (grpc.NewServer())
 	cpu     int    // >= 0: GOMAXPROCS 1 and every thread pinned to this CPU
 	noCache bool   // no verified-token cache: every Check verifies a signature
 }
@@ -77,22 +78,34 @@ func serve(cfgPath string, o serverOpts) error {
 	if err != nil {
 		return err
 	}
-	opts := auth.GRPCServerOptions()
-	if o.plain {
-		opts = nil
+	if o.server == "grpc-go" || o.server == "plain" {
+		var opts []grpc.ServerOption
+		if o.server == "grpc-go" {
+			opts = auth.GRPCServerOptions()
+		}
+		gs := grpc.NewServer(opts...)
+		authv3.RegisterAuthorizationServer(gs, s)
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			gs.Stop()
+		}()
+		fmt.Printf("listening %s\n", lis.Addr())
+		if err := gs.Serve(lis); !errors.Is(err, grpc.ErrServerStopped) {
+			return err
+		}
+		return nil
 	}
-	gs := grpc.NewServer(opts...)
-	authv3.RegisterAuthorizationServer(gs, s)
+	us := unarygrpc.NewServer(unarygrpc.Options{})
+	us.Handle(auth.CheckMethod, s.UnaryCheck)
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
-		gs.Stop()
+		us.Stop()
 	}()
 	fmt.Printf("listening %s\n", lis.Addr())
-	err = gs.Serve(lis)
-	if errors.Is(err, grpc.ErrServerStopped) {
-		err = nil
+	if err := us.Serve(lis); !errors.Is(err, unarygrpc.ErrServerStopped) {
+		return err
 	}
-	return err
+	return nil
 }
 
 // serverProc is the running child.
@@ -112,8 +125,8 @@ func startServer(cfgPath string, o serverOpts) (*serverProc, error) {
 	if o.profile != "" {
 		args = append(args, "-cpuprofile", o.profile)
 	}
-	if o.plain {
-		args = append(args, "-plain")
+	if o.server != "" {
+		args = append(args, "-server", o.server)
 	}
 	if o.noCache {
 		args = append(args, "-no-token-cache")
