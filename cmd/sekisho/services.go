@@ -144,7 +144,8 @@ func newRateLimitService(lis net.Listener, xdsAddr, id string, store ratelimit.S
 	if err != nil {
 		return nil, err
 	}
-	gs := unarygrpc.NewServer(unarygrpc.Options{Logger: log.With("component", "ratelimit-grpc")})
+	// Calls wait on Redis: more workers than CPUs keep their stacks warm.
+	gs := unarygrpc.NewServer(unarygrpc.Options{Logger: log.With("component", "ratelimit-grpc"), Workers: 128})
 	gs.Handle(ratelimit.ShouldRateLimitMethod, srv.UnaryShouldRateLimit)
 	return &service{name: "ratelimit", lis: lis, grpc: gs, sub: sub, ready: srv.Ready, close: func() {
 		srv.Close()

@@ -44,6 +44,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
+	"github.com/sekisho/sekisho/internal/unarygrpc"
 	"github.com/sekisho/sekisho/ratelimit"
 	"github.com/sekisho/sekisho/ratelimit/redistest"
 )
@@ -62,6 +63,7 @@ type config struct {
 	multiplex        int
 	only             string
 	stdCodec         bool
+	server           string // "unarygrpc" (as sekisho ratelimit) or "grpc-go"
 }
 
 func main() {
@@ -79,7 +81,8 @@ func main() {
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the service during each measured run into this folder")
 	flag.DurationVar(&cfg.flushDelay, "redis-flush-delay", 0, "RedisOptions.MaxFlushDelay (0: the store's default, negative: none)")
 	flag.IntVar(&cfg.multiplex, "redis-multiplex", 0, "RedisOptions.PipelineMultiplex (2^n connections; 0: the client's default)")
-	flag.BoolVar(&cfg.stdCodec, "std-codec", false, "serve gRPC with the standard protobuf codec instead of ratelimit.GRPCServerOptions' codec")
+	flag.BoolVar(&cfg.stdCodec, "std-codec", false, "with -server grpc-go, serve with the standard protobuf codec instead of ratelimit.GRPCServerOptions' codec")
+	flag.StringVar(&cfg.server, "server", "unarygrpc", "the gRPC server: unarygrpc (internal/unarygrpc, as sekisho ratelimit) or grpc-go (ratelimit.GRPCServerOptions)")
 	flag.StringVar(&cfg.only, "only", "", "run only these measurements (comma-separated: incr, memory, redis)")
 	flag.Parse()
 
@@ -246,14 +249,21 @@ func measureGRPC(cfg config, srv *ratelimit.Server, w *window) (row, error) {
 	if err != nil {
 		return row{}, err
 	}
-	opts := ratelimit.GRPCServerOptions()
-	if cfg.stdCodec {
-		opts = opts[1:] // the stream workers only
+	if cfg.server == "grpc-go" {
+		opts := ratelimit.GRPCServerOptions()
+		if cfg.stdCodec {
+			opts = opts[1:] // without the codec
+		}
+		gs := grpc.NewServer(opts...)
+		srv.Register(gs)
+		go func() { _ = gs.Serve(lis) }()
+		defer gs.Stop()
+	} else {
+		us := unarygrpc.NewServer(unarygrpc.Options{Workers: 128})
+		us.Handle(ratelimit.ShouldRateLimitMethod, srv.UnaryShouldRateLimit)
+		go func() { _ = us.Serve(lis) }()
+		defer us.Stop()
 	}
-	gs := grpc.NewServer(opts...)
-	srv.Register(gs)
-	go func() { _ = gs.Serve(lis) }()
-	defer gs.Stop()
 
 	out, err := runLoadChild(cfg, lis.Addr().String(), w.start, w.stop)
 	if err != nil {

@@ -94,8 +94,8 @@ func (r *report) String() string {
 	fmt.Fprintf(&b, "## Global rate limit: decisions per second\n\n")
 	fmt.Fprintf(&b, "Measured %s on %d CPUs (GOMAXPROCS %d), load average at start %s, %s, redis-server %s.\n",
 		r.started.UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), runtime.GOMAXPROCS(0), r.loadAvg, runtime.Version(), r.redisVersion)
-	fmt.Fprintf(&b, "%d concurrent callers for %v after %v of warm-up; gRPC over %d loopback connections (ratelimit.GRPCServerOptions%s); one descriptor per call, %d distinct keys, FixedWindow with a limit never reached.\n\n",
-		r.cfg.concurrency, r.cfg.duration, r.cfg.warmup, r.cfg.conns, map[bool]string{true: ", standard codec", false: ""}[r.cfg.stdCodec], r.cfg.keys)
+	fmt.Fprintf(&b, "%d concurrent callers for %v after %v of warm-up; gRPC over %d loopback connections (%s); one descriptor per call, %d distinct keys, FixedWindow with a limit never reached.\n\n",
+		r.cfg.concurrency, r.cfg.duration, r.cfg.warmup, r.cfg.conns, serverName(r.cfg), r.cfg.keys)
 	fmt.Fprintf(&b, "| measurement | decisions/s | p50 | p99 | CPU per decision: service | callers | redis-server | Redis commands per decision (top-level / all) | vs redis-benchmark INCR | failed open |\n")
 	fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, row := range r.rows {
@@ -143,4 +143,15 @@ func formatLatency(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%.2f ms", float64(d)/1e6)
 	}
+}
+
+// serverName says which gRPC server the run used.
+func serverName(cfg config) string {
+	switch {
+	case cfg.server != "grpc-go":
+		return "internal/unarygrpc, as sekisho ratelimit"
+	case cfg.stdCodec:
+		return "grpc-go with ratelimit.GRPCServerOptions' stream workers, standard codec"
+	}
+	return "grpc-go with ratelimit.GRPCServerOptions"
 }
