@@ -4,8 +4,9 @@
 // proxies (Envoy's ext_authz and rate limit filters), where the general
 // purpose server transport of google.golang.org/grpc costs a large share of
 // the CPU spent per call. It speaks standard gRPC over HTTP/2 (see
-// https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md) and
-// interoperates with grpc-go clients and Envoy's gRPC client.
+// https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md), the
+// protocol Envoy's gRPC client speaks too; its tests run it against grpc-go's
+// client, net/http's HTTP/2 client and hand-made frames.
 //
 // Scope and limits:
 //
@@ -21,8 +22,10 @@
 //   - No interceptors, stats handlers, keepalive enforcement or reflection.
 //
 // Each connection has one reader goroutine, which parses frames, tracks
-// streams and flow control, and starts one goroutine per complete request.
-// That goroutine runs the handler and then writes the answer itself: frame
+// streams and flow control, and hands each complete request to a worker
+// goroutine of the server (Options.Workers, reused so that the stacks the
+// handlers grow are kept; a call that finds every worker busy gets a new
+// goroutine). The worker runs the handler and then writes the answer itself: frame
 // writes on a connection are serialised by a mutex around a bufio.Writer, and
 // an answer that fits the peer's flow-control windows goes out as HEADERS,
 // DATA and trailers in a single flush. Control frames produced by the reader
