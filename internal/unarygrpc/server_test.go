@@ -614,3 +614,50 @@ func TestNetHTTPClient(t *testing.T) {
 		t.Errorf("grpc-status %q, grpc-message %q; want 5, %q", got, msg, "no such thing")
 	}
 }
+
+// TestBusyWorkersDoNotHoldCalls: with fewer workers than calls in flight,
+// the calls beyond the workers run on goroutines of their own. Every
+// handler here waits until all of them have started, so a call left waiting
+// for a worker would stall the test.
+func TestBusyWorkersDoNotHoldCalls(t *testing.T) {
+	const calls = 8
+	started := make(chan struct{}, calls)
+	release := make(chan struct{})
+	ts := startServer(t, Options{Workers: 1}, map[string]Handler{
+		"/t.S/Wait": func(ctx context.Context, req []byte) ([]byte, error) {
+			started <- struct{}{}
+			select {
+			case <-release:
+				return req, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		},
+	})
+	cc := dial(t, ts.addr)
+	errs := make(chan error, calls)
+	for i := range calls {
+		go func() {
+			resp, err := invoke(testCtx(t, 10*time.Second), cc, "/t.S/Wait", []byte{byte(i)})
+			if err == nil && (len(resp) != 1 || resp[0] != byte(i)) {
+				err = fmt.Errorf("call %d answered %v", i, resp)
+			}
+			errs <- err
+		}()
+	}
+	for i := range calls {
+		waitFor(t, started, 5*time.Second, fmt.Sprintf("handler %d of %d to start", i+1, calls))
+	}
+	close(release)
+	for range calls {
+		if err := waitFor(t, errs, 5*time.Second, "a call to end"); err != nil {
+			t.Error(err)
+		}
+	}
+	// The worker goes on serving calls after the burst.
+	for i := range 3 {
+		if _, err := invoke(testCtx(t, 5*time.Second), cc, "/t.S/Wait", []byte{byte(i)}); err != nil {
+			t.Fatalf("call after the burst: %v", err)
+		}
+	}
+}
