@@ -64,6 +64,10 @@ func newGRPCClient(cluster string, connectTimeout time.Duration) (*grpcClient, e
 	if err != nil {
 		return nil, err
 	}
+	// Connect as soon as the endpoints are known rather than on the first
+	// check, so the first requests after a start or a new cluster do not
+	// wait for the connection (or, past the filter's timeout, fail open).
+	conn.Connect()
 	return &grpcClient{
 		cluster: cluster,
 		res:     res,
