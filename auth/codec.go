@@ -59,14 +59,13 @@ func (Codec) Name() string { return "proto" }
 // standard codec.
 func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 	r, ok := v.(*authv3.CheckResponse)
-	if !ok || !plainResponse(r) {
+	if !ok {
 		return stdCodec.Marshal(v)
 	}
-	var md []byte
-	if m := r.GetDynamicMetadata(); m != nil {
-		md = metadataWire(m)
+	md, size, direct := directResponse(r)
+	if !direct {
+		return stdCodec.Marshal(v)
 	}
-	size := responseSize(r, md)
 	pool := mem.DefaultBufferPool()
 	buf := pool.Get(size)
 	*buf = appendResponse((*buf)[:0], r, md)
@@ -77,16 +76,24 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 }
 
-// marshalCheckResponse is Marshal for a CheckResponse, into a new slice.
-func marshalCheckResponse(r *authv3.CheckResponse) ([]byte, error) {
+// directResponse says whether the direct writer handles r and, if so, the
+// wire form of its dynamic metadata and the response's encoded size.
+func directResponse(r *authv3.CheckResponse) (md []byte, size int, ok bool) {
 	if !plainResponse(r) {
-		return proto.Marshal(r)
+		return nil, 0, false
 	}
-	var md []byte
 	if m := r.GetDynamicMetadata(); m != nil {
 		md = metadataWire(m)
 	}
-	size := responseSize(r, md)
+	return md, responseSize(r, md), true
+}
+
+// marshalCheckResponse is Marshal for a CheckResponse, into a new slice.
+func marshalCheckResponse(r *authv3.CheckResponse) ([]byte, error) {
+	md, size, ok := directResponse(r)
+	if !ok {
+		return proto.Marshal(r)
+	}
 	b := appendResponse(make([]byte, 0, size), r, md)
 	if len(b) != size {
 		return proto.Marshal(r)
