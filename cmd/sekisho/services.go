@@ -40,12 +40,24 @@ type service struct {
 	close func() // after the gRPC server has stopped; may be nil
 }
 
+// serviceDrainTimeout bounds how long a stopping service waits for the calls
+// in flight.
+const serviceDrainTimeout = 10 * time.Second
+
 func (s *service) start(g *group) {
 	g.Go(s.name+" config", s.sub.Run)
 	g.Go(s.name+" server", func(ctx context.Context) error {
 		go func() {
 			<-ctx.Done()
-			s.grpc.GracefulStop()
+			// Calls in flight finish, within a bound: a peer that stopped
+			// reading must not hold the shutdown.
+			done := make(chan struct{})
+			go func() { s.grpc.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(serviceDrainTimeout):
+				s.grpc.Stop()
+			}
 		}()
 		err := s.grpc.Serve(s.lis)
 		if s.close != nil {

@@ -661,3 +661,30 @@ func TestBusyWorkersDoNotHoldCalls(t *testing.T) {
 		}
 	}
 }
+
+// TestStopEndsAGracefulStop: a graceful stop that waits on a call is ended
+// by Stop, which cancels the call (how a bounded drain ends).
+func TestStopEndsAGracefulStop(t *testing.T) {
+	started := make(chan struct{}, 1)
+	ts := startServer(t, Options{}, map[string]Handler{
+		"/t.S/Hang": func(ctx context.Context, req []byte) ([]byte, error) {
+			started <- struct{}{}
+			<-ctx.Done()
+			return nil, ctx.Err()
+		},
+	})
+	cc := dial(t, ts.addr)
+	go func() { _, _ = invoke(testCtx(t, 30*time.Second), cc, "/t.S/Hang", nil) }()
+	waitFor(t, started, 5*time.Second, "the call to start")
+
+	graceful := make(chan struct{})
+	go func() { ts.GracefulStop(); close(graceful) }()
+	select {
+	case <-graceful:
+		t.Fatal("GracefulStop returned while a call was in flight")
+	case <-time.After(200 * time.Millisecond):
+	}
+	ts.Stop()
+	waitFor(t, graceful, 5*time.Second, "GracefulStop to return after Stop")
+	ts.waitServe(t)
+}
