@@ -3,12 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sekisho/sekisho/test/bench/internal/pace"
@@ -46,9 +42,9 @@ func runLoad(cfg config, callers int, newCall func() func(context.Context) error
 	if cfg.warmup > 0 {
 		phase(calls, cfg.warmup, false)
 	}
-	cpu0, self0 := cpu(), selfCPU()
+	cpu0, self0 := cpu(), pace.SelfCPU()
 	lats, errs, elapsed := phase(calls, cfg.duration, true)
-	cpu1, self1 := cpu(), selfCPU()
+	cpu1, self1 := cpu(), pace.SelfCPU()
 
 	var all []time.Duration
 	for _, l := range lats {
@@ -113,40 +109,6 @@ func phase(calls []func(context.Context) error, d time.Duration, record bool) ([
 	return lats, e, time.Since(start)
 }
 
-// clockTick is the unit of utime and stime in /proc/PID/stat (USER_HZ,
-// 100 on Linux).
-const clockTick = 10 * time.Millisecond
-
-// procCPU is the user + system CPU time of a process, 0 when it cannot be
-// read.
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(u+st) * clockTick
-}
-
-// selfCPU is this process's user + system CPU time.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // runRate calls at rate per second for cfg.duration, after a warm-up at the
 // same rate: call i is due at start + i/rate whatever happened to earlier
 // calls, a pool of workers takes them as they come due, and each latency
@@ -167,9 +129,9 @@ func runRate(cfg config, rate int, newCall func() func(context.Context) error, c
 	if cfg.warmup > 0 {
 		ratePhase(calls, rate, cfg.warmup)
 	}
-	cpu0, self0 := cpu(), selfCPU()
+	cpu0, self0 := cpu(), pace.SelfCPU()
 	lats, errs, late, elapsed := ratePhase(calls, rate, cfg.duration)
-	cpu1, self1 := cpu(), selfCPU()
+	cpu1, self1 := cpu(), pace.SelfCPU()
 	res := loadResult{errors: errs, elapsed: elapsed, cpu: cpu1 - cpu0, callers: self1 - self0, n: int64(len(lats))}
 	if res.n == 0 {
 		return res, fmt.Errorf("no call succeeded (%d errors)", errs)

@@ -198,7 +198,7 @@ func run(cfg config, tmp string, child **serverProc) (string, error) {
 			}
 			defer client.close()
 		}
-		cpu := func() time.Duration { return procCPU(sp.pid()) }
+		cpu := func() time.Duration { return pace.ProcCPU(sp.pid()) }
 		for _, r := range runs {
 			var call func() func(context.Context) error
 			if lean {
@@ -305,7 +305,7 @@ func run(cfg config, tmp string, child **serverProc) (string, error) {
 	}
 	for _, alg := range []string{"RS256", "ES256"} {
 		progress("in process, %s: %d callers for %s", alg, cfg.concurrency, cfg.duration)
-		res, err := runLoad(cfg, cfg.concurrency, inproc.call(fx.request(alg)), selfCPU)
+		res, err := runLoad(cfg, cfg.concurrency, inproc.call(fx.request(alg)), pace.SelfCPU)
 		if err != nil {
 			return "", fmt.Errorf("in process %s: %w", alg, err)
 		}

@@ -6,11 +6,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// clockTick is the unit of utime and stime in /proc/PID/stat (USER_HZ,
-// 100 on Linux).
-const clockTick = 10 * time.Millisecond
+	"github.com/sekisho/sekisho/test/bench/internal/pace"
+)
 
 // treeCPU returns the CPU time (user + system) used so far by pid and its
 // descendants (nginx's master and its workers), or 0 when it cannot be read.
@@ -23,7 +21,7 @@ func treeCPU(pid int) time.Duration {
 			return
 		}
 		seen[p] = true
-		total += procCPU(p)
+		total += pace.ProcCPU(p)
 		tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(p) + "/task/*/children")
 		for _, t := range tasks {
 			b, err := os.ReadFile(t)
@@ -39,28 +37,6 @@ func treeCPU(pid int) time.Duration {
 	}
 	walk(pid)
 	return total
-}
-
-// procCPU is utime + stime of one process.
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	// The command name (field 2) may hold spaces; fields after its ')'.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(u+st) * clockTick
 }
 
 // machineCPU is the machine's idle and total CPU time so far, in USER_HZ

@@ -1,7 +1,8 @@
 // Package pace holds what the benchmark programs share to load a service
-// at a fixed rate and to keep a measured process off the load generator's
-// CPU: a ticker that hands out due times without Go's timer slack, nearest
-// rank percentiles, and CPU pinning of a whole process.
+// at a fixed rate and to account for the CPU it takes: a ticker that hands
+// out due times without Go's timer slack, nearest rank percentiles, CPU
+// pinning of a whole process (to keep a measured process off the load
+// generator's CPU), and the CPU time a process has used.
 package pace
 
 import (
