@@ -304,27 +304,11 @@ func measure(cfg config, short, name, addr string, pid, backendPID int) pathResu
 			return r
 		}
 	}
-	cpu0, be0, idle0, total0 := treeCPU(pid), treeCPU(backendPID), 0.0, 0.0
-	if backendPID == pid {
-		be0 = 0
-	}
-	idle0, total0 = machineCPU()
-	w, err := runWrk(cfg.wrkBin, url, cfg.threads, cfg.conns, cfg.duration)
-	if err != nil {
+	if err := wrkMeasured(cfg, &r, url, pid, backendPID); err != nil {
 		r.skip = "wrk failed: " + firstLine(err.Error())
 		return r
 	}
-	r.wrk = w
-	if cpu := treeCPU(pid) - cpu0; cpu > 0 && w.Requests > 0 {
-		r.cpuPerReq = cpu / time.Duration(w.Requests)
-		if backendPID != pid {
-			r.backendPerReq = (treeCPU(backendPID) - be0) / time.Duration(w.Requests)
-		}
-		r.wrkPerReq = w.CPU / time.Duration(w.Requests)
-	}
-	if idle1, total1 := machineCPU(); total1 > total0 {
-		r.idle = (idle1 - idle0) / (total1 - total0)
-	}
+	w := r.wrk
 	if w.Non2xx > 0 {
 		r.extras = append(r.extras, fmt.Sprintf("wrk: %d of %d answers were not 2xx/3xx", w.Non2xx, w.Requests))
 	}
@@ -496,6 +480,31 @@ func nginxVersion(bin string) string {
 	return v
 }
 
+// wrkMeasured runs wrk against url for cfg.duration and fills r with its
+// figures and what the run cost: the CPU time per request of pid (with its
+// children), of the backend (unless pid is the backend), of wrk, and the
+// machine's idle share.
+func wrkMeasured(cfg config, r *pathResult, url string, pid, backendPID int) error {
+	cpu0, be0 := treeCPU(pid), treeCPU(backendPID)
+	idle0, total0 := machineCPU()
+	w, err := runWrk(cfg.wrkBin, url, cfg.threads, cfg.conns, cfg.duration)
+	if err != nil {
+		return err
+	}
+	r.wrk = w
+	if cpu := treeCPU(pid) - cpu0; cpu > 0 && w.Requests > 0 {
+		r.cpuPerReq = cpu / time.Duration(w.Requests)
+		if backendPID != pid {
+			r.backendPerReq = (treeCPU(backendPID) - be0) / time.Duration(w.Requests)
+		}
+		r.wrkPerReq = w.CPU / time.Duration(w.Requests)
+	}
+	if idle1, total1 := machineCPU(); total1 > total0 {
+		r.idle = (idle1 - idle0) / (total1 - total0)
+	}
+	return nil
+}
+
 // round is one wrk run through sekisho and one through nginx, one right
 // after the other.
 type round struct {
@@ -509,17 +518,8 @@ func alternate(cfg config, s *sekisho, ng *nginx, backendPID int) []round {
 	var out []round
 	one := func(short, addr string, pid int) pathResult {
 		r := pathResult{short: short}
-		cpu0, be0 := treeCPU(pid), treeCPU(backendPID)
-		w, err := runWrk(cfg.wrkBin, "http://"+addr+"/", cfg.threads, cfg.conns, cfg.duration)
-		if err != nil {
+		if err := wrkMeasured(cfg, &r, "http://"+addr+"/", pid, backendPID); err != nil {
 			r.skip = firstLine(err.Error())
-			return r
-		}
-		r.wrk = w
-		if w.Requests > 0 {
-			r.cpuPerReq = (treeCPU(pid) - cpu0) / time.Duration(w.Requests)
-			r.backendPerReq = (treeCPU(backendPID) - be0) / time.Duration(w.Requests)
-			r.wrkPerReq = w.CPU / time.Duration(w.Requests)
 		}
 		return r
 	}
