@@ -68,6 +68,7 @@ run: build
 test: tools lint unit conformance-core
 
 lint: $(BIN)/staticcheck
+	@test/scripts/check-tracked-files.sh
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
