@@ -20,7 +20,7 @@
 // or "unknown_policy"}). The service reads attributes.request.http (method,
 // path with its query, host, scheme, headers with lower-case names, or
 // header_map) and the socket address of attributes.source for ClientCIDRs.
-// The path is normalised with router.NormalizePath, the normaliser of the
+// The path is normalised with httppath.Normalize, the normaliser of the
 // proxy's router; a path it refuses (%2F, %5C, '#', a bad escape) is
 // answered 400. The host is matched lower-cased, without port and trailing
 // dot.

@@ -7,7 +7,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
-	"github.com/sekisho/sekisho/proxy/router"
+	"github.com/sekisho/sekisho/internal/httppath"
 )
 
 // PolicyKey is the context extension that names the policy of a request.
@@ -17,7 +17,7 @@ const PolicyKey = "sekisho.policy"
 type request struct {
 	method  string // upper case
 	rawPath string // as sent, without the query
-	path    string // normalised (router.NormalizePath)
+	path    string // normalised (httppath.Normalize)
 	// paramless is path with the path parameters (";..." in a segment)
 	// taken out and dot segments resolved again, as a backend that drops
 	// them would read it ("/a/..;/b" → "/b"); "" when path has no ';'.
@@ -76,9 +76,9 @@ func readRequest(cr *authv3.CheckRequest) (*request, error) {
 	}
 	r.rawPath = p
 	if h.GetFragment() != "" {
-		return r, router.ErrFragment
+		return r, httppath.ErrFragment
 	}
-	np, err := router.NormalizePath(p)
+	np, err := httppath.Normalize(p)
 	if err != nil {
 		return r, err
 	}
@@ -129,7 +129,7 @@ func withoutPathParams(p string) string {
 		}
 		b.WriteByte(p[i])
 	}
-	np, err := router.NormalizePath(b.String())
+	np, err := httppath.Normalize(b.String())
 	if err != nil {
 		return "/"
 	}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sekisho/sekisho/internal/httppath"
 	"github.com/sekisho/sekisho/proxy/router"
 	"github.com/sekisho/sekisho/proxy/upstream"
 )
@@ -106,7 +107,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	} else if i := strings.IndexByte(raw, '?'); i >= 0 {
 		raw = raw[:i]
 	}
-	path, err := router.NormalizePath(raw)
+	path, err := httppath.Normalize(raw)
 	st.path = path
 	if err != nil {
 		st.path = raw
@@ -264,7 +265,7 @@ func (h *handler) forward(w http.ResponseWriter, req *http.Request, hc *h1Conn, 
 	if f.HostRewrite != "" {
 		host = f.HostRewrite
 	}
-	fwdPath := router.ForwardPath(f.RewritePath(rt, path))
+	fwdPath := httppath.Forward(f.RewritePath(rt, path))
 	if strings.HasPrefix(fwdPath, "//") {
 		fwdPath = "/" + strings.TrimLeft(fwdPath, "/")
 	}

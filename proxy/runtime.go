@@ -10,7 +10,7 @@
 //
 // Choices made where Envoy leaves room or where sekisho differs:
 //
-//   - Path handling: see router.NormalizePath. Routes match the normalised
+//   - Path handling: see httppath.Normalize. Routes match the normalised
 //     path and the normalised path is what goes upstream (with ';' sent as
 //     "%3B"), so a backend never sees a path that another route would have
 //     taken. A '#' in a request path is refused with 400.

@@ -22,6 +22,8 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+
+	"github.com/sekisho/sekisho/internal/httppath"
 )
 
 // MetadataNamespace is the filter_metadata key whose "route" field names a
@@ -378,7 +380,7 @@ func (t *Table) VirtualHost(host string) *VirtualHost {
 }
 
 // Match returns the first route of the request's virtual host that takes it,
-// or nil. path is the normalised path (see NormalizePath); the query, headers
+// or nil. path is the normalised path (see httppath.Normalize); the query, headers
 // and method come from r.
 func (t *Table) Match(host, path string, r *http.Request) *Route {
 	vh := t.VirtualHost(host)
@@ -617,7 +619,7 @@ func (d *Redirect) Location(rt *Route, scheme, host, path, rawQuery string) stri
 		b.WriteByte(':')
 		b.WriteString(port)
 	}
-	b.WriteString(ForwardPath(newPath))
+	b.WriteString(httppath.Forward(newPath))
 	if query != "" {
 		b.WriteByte('?')
 		b.WriteString(query)

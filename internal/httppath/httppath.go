@@ -1,11 +1,17 @@
-package router
+// Package httppath is the one request-path normaliser of sekisho: the proxy
+// matches routes on its result and forwards it upstream, and the
+// authorization service matches its rules on the same path, so a route and a
+// rule can never see two different paths for one request. It imports only
+// the standard library, so the data plane and the services each depend on it
+// and not on one another.
+package httppath
 
 import (
 	"errors"
 	"strings"
 )
 
-// Errors NormalizePath returns; each is answered 400.
+// Errors Normalize returns; each is answered 400.
 var (
 	ErrEscapedSlash = errors.New("path contains an escaped slash (%2F or %5C)")
 	ErrBadEscape    = errors.New("path contains an invalid percent-encoding")
@@ -14,7 +20,7 @@ var (
 	ErrControl      = errors.New("path contains a control character or space")
 )
 
-// NormalizePath turns a raw request path (without the query) into the path
+// Normalize turns a raw request path (without the query) into the path
 // routes are matched on and that is forwarded upstream, as the connection
 // manager's normalize_path, merge_slashes and path_with_escaped_slashes_action
 // REJECT_REQUEST say:
@@ -32,7 +38,7 @@ var (
 //     segments ("a;x", "b") the route table matched.
 //
 // A path that needs none of this is returned as it is, without allocating.
-func NormalizePath(p string) (string, error) {
+func Normalize(p string) (string, error) {
 	if len(p) == 0 || p[0] != '/' {
 		return "", ErrNotAbsolute
 	}
@@ -155,9 +161,9 @@ func normalizeSlow(p string) (string, error) {
 	return string(out), nil
 }
 
-// ForwardPath is the path sent upstream for a normalised path: ';' is
-// percent-encoded (see NormalizePath).
-func ForwardPath(p string) string {
+// Forward is the path sent upstream for a normalised path: ';' is
+// percent-encoded (see Normalize).
+func Forward(p string) string {
 	if strings.IndexByte(p, ';') < 0 {
 		return p
 	}
