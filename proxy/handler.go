@@ -94,7 +94,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(st.code)
 		return
 	}
-	if hc != nil && (len(chain.filters) != 0 || chain.table.ReadsHeaders()) {
+	if hc != nil && (chain.filters != nil || chain.table.ReadsHeaders()) {
 		hc.header()
 		hc = nil
 	}
@@ -128,15 +128,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if ci.tls {
 		scheme = "https"
 	}
-	if len(chain.filters) != 0 {
-		fr, done := h.runFilters(w, req, chain, rt, path, scheme, st.start)
+	if chain.filters != nil {
+		rq, done := h.runFilters(w, req, chain.filters, rt, path, scheme, st.start)
 		if done {
-			st.code, st.bytes = fr.code, fr.bytes
+			st.code, st.bytes = rq.Replied()
 			wrote = true
 			return
 		}
-		if len(fr.resp) != 0 {
-			w = &filteredWriter{ResponseWriter: w, fr: fr}
+		if rq.EditsResponse() {
+			w = &filteredWriter{ResponseWriter: w, rq: rq}
 		}
 	}
 
@@ -608,7 +608,7 @@ func (h *handler) tunnel(w http.ResponseWriter, resp *http.Response, rt *router.
 	}
 	rt.ResponseHeaders.Apply(resp.Header)
 	if fw, ok := w.(*filteredWriter); ok {
-		fw.fr.applyResponse(resp.Header)
+		fw.rq.ApplyResponseEdits(resp.Header)
 	}
 	conn, brw, err := hj.Hijack()
 	if err != nil {

@@ -1,12 +1,15 @@
 package proxy
 
 import (
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sekisho/sekisho/proxy/ext"
 )
 
 // metrics are the proxy's Prometheus series, shaped like Istio's standard
@@ -16,12 +19,9 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 
-	// HTTP filter outcomes, by filter name.
-	authzChecks    *prometheus.CounterVec // result: allowed, denied, error
-	authzFailOpen  *prometheus.CounterVec
-	rlChecks       *prometheus.CounterVec // result: allowed, denied, error
-	rlFailOpen     *prometheus.CounterVec
-	localRateLimit *prometheus.CounterVec // result: allowed, denied, not_enforced
+	// filterCounters are the counter families the registered HTTP
+	// filters declare, by name.
+	filterCounters map[string]*prometheus.CounterVec
 
 	mu    sync.Mutex
 	stats map[statKey]*routeStats
@@ -55,32 +55,20 @@ func newMetrics(reg prometheus.Registerer, gateway string) *metrics {
 			Help:    "Time from the request's arrival to the end of its response, in milliseconds.",
 			Buckets: []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000},
 		}, []string{"gateway", "route", "backend", "response_code"}),
-		stats: map[statKey]*routeStats{},
-		authzChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sekisho_ext_authz_checks_total",
-			Help: "Authorization checks of the ext_authz filters, by filter and result (allowed, denied, error).",
-		}, []string{"gateway", "filter", "result"}),
-		authzFailOpen: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sekisho_ext_authz_failure_open_total",
-			Help: "Requests an ext_authz filter let through because the authorization service failed (failure_mode_allow).",
-		}, []string{"gateway", "filter"}),
-		rlChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sekisho_ratelimit_checks_total",
-			Help: "Rate limit service calls of the ratelimit filters, by filter and result (allowed, denied, error).",
-		}, []string{"gateway", "filter", "result"}),
-		rlFailOpen: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sekisho_ratelimit_failure_open_total",
-			Help: "Requests a ratelimit filter let through because the rate limit service failed (failure_mode_deny false).",
-		}, []string{"gateway", "filter"}),
-		localRateLimit: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sekisho_local_ratelimit_total",
-			Help: "Requests a local_ratelimit filter checked, by filter and result (allowed, denied, not_enforced).",
-		}, []string{"gateway", "filter", "result"}),
+		stats:          map[statKey]*routeStats{},
+		filterCounters: map[string]*prometheus.CounterVec{},
+	}
+	for _, f := range ext.HTTPFilters() {
+		for _, c := range f.Counters {
+			cv := prometheus.NewCounterVec(prometheus.CounterOpts{Name: c.Name, Help: c.Help},
+				append([]string{"gateway", "filter"}, c.Labels...))
+			if reg != nil {
+				registerCounterVec(reg, &cv)
+			}
+			m.filterCounters[c.Name] = cv
+		}
 	}
 	if reg != nil {
-		for _, cv := range []**prometheus.CounterVec{&m.authzChecks, &m.authzFailOpen, &m.rlChecks, &m.rlFailOpen, &m.localRateLimit} {
-			registerCounterVec(reg, cv)
-		}
 		if err := reg.Register(m.requests); err != nil {
 			if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
 				if cv, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
@@ -109,6 +97,16 @@ func registerCounterVec(reg prometheus.Registerer, cv **prometheus.CounterVec) {
 			}
 		}
 	}
+}
+
+// filterCounter returns the counter of a family an HTTP filter declared,
+// for the filter of that name and the values of the family's labels.
+func (m *metrics) filterCounter(family, filter string, labels ...string) prometheus.Counter {
+	cv := m.filterCounters[family]
+	if cv == nil {
+		panic(fmt.Sprintf("proxy: HTTP filter %q reports %s, which no registered filter declares", filter, family))
+	}
+	return cv.WithLabelValues(append([]string{m.gateway, filter}, labels...)...)
 }
 
 // forRoute returns the cache for a route and backend (kept across configs).

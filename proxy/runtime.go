@@ -71,6 +71,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sekisho/sekisho/proxy/contract"
+	"github.com/sekisho/sekisho/proxy/ext"
 	"github.com/sekisho/sekisho/proxy/router"
 	"github.com/sekisho/sekisho/proxy/upstream"
 	"github.com/sekisho/sekisho/proxy/xdsclient"
@@ -116,12 +117,9 @@ type Runtime struct {
 	hijackedMu sync.Mutex
 	hijacked   map[net.Conn]struct{}
 
-	// grpcClients are the open channels to the clusters the filters call
-	// (authorization, rate limit), by cluster; grpcRetiring those no
-	// configuration uses any more, closed after a grace period. Guarded by
-	// mu.
-	grpcClients  map[string]*grpcClient
-	grpcRetiring map[*grpcClient]struct{}
+	// shared is the state the HTTP filters share across configurations
+	// (gRPC channels, token buckets).
+	shared *ext.Pool
 }
 
 // config is one compiled Snapshot; it never changes once stored.
@@ -130,10 +128,8 @@ type config struct {
 	listeners map[string]*listenerConfig
 	clusters  map[string]*upstream.Cluster
 	tables    map[string]*router.Table // by route configuration name
-	// grpc holds the channels the filters use, by cluster.
-	grpc map[string]*grpcClient
-	// buckets are the local rate limit buckets of the routes, by key.
-	buckets map[string]*tokenBucket
+	// tableLeases hold the shared state of each route table's filters.
+	tableLeases map[*router.Table]*ext.Lease
 }
 
 type listenerConfig struct {
@@ -159,7 +155,7 @@ type chainConfig struct {
 	websocket bool
 	tls       *tls.Config
 	// filters are the HTTP filters before the router; nil: only the router.
-	filters []*httpFilter
+	filters *filterChain
 }
 
 // New returns a Runtime with no configuration: it serves nothing until Apply.
@@ -169,13 +165,12 @@ func New(opts Options) *Runtime {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Runtime{
-		opts:         opts,
-		log:          log,
-		metrics:      newMetrics(opts.Registerer, opts.Gateway),
-		servers:      map[string]*server{},
-		hijacked:     map[net.Conn]struct{}{},
-		grpcClients:  map[string]*grpcClient{},
-		grpcRetiring: map[*grpcClient]struct{}{},
+		opts:     opts,
+		log:      log,
+		metrics:  newMetrics(opts.Registerer, opts.Gateway),
+		servers:  map[string]*server{},
+		hijacked: map[net.Conn]struct{}{},
+		shared:   ext.NewPool(sharedGrace),
 	}
 	if opts.AccessLog != nil {
 		r.accessLog = slog.New(slog.NewJSONHandler(opts.AccessLog, nil))
@@ -254,14 +249,14 @@ func (r *Runtime) Apply(s *xdsclient.Snapshot) error {
 			for _, s := range fresh {
 				_ = s.ln.Close()
 			}
-			discardGRPC(env.fresh)
+			env.discard()
 			return fmt.Errorf("listener %q: binding %s: %w", name, lc.addr, err)
 		}
 		fresh[name] = r.newServer(lc, ln)
 	}
 
 	r.cfg.Store(cfg)
-	r.commitGRPC(cfg, env.fresh)
+	env.commit(old, cfg)
 
 	for name, cur := range r.servers {
 		lc, keep := cfg.listeners[name]
@@ -338,9 +333,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 	for _, c := range r.cfg.Load().clusters {
 		c.Close()
 	}
-	r.mu.Lock()
-	r.closeGRPC()
-	r.mu.Unlock()
+	r.shared.Close()
 	return errors.Join(errs...)
 }
 
@@ -355,13 +348,13 @@ func (r *Runtime) trackHijacked(c net.Conn, add bool) {
 }
 
 // compile checks every resource against the contract and compiles it. The
-// gRPC channels it opened (env.fresh) are closed when it fails; the caller
-// closes them when it does not apply the configuration either.
+// shared state it took is released when it fails; the caller releases it
+// (env.discard) when it does not apply the configuration either.
 func (r *Runtime) compile(s *xdsclient.Snapshot, old *config) (*config, *compileEnv, error) {
 	env := r.newCompileEnv(old)
 	cfg, err := r.compileWith(s, old, env)
 	if err != nil {
-		discardGRPC(env.fresh)
+		env.discard()
 		return nil, nil, err
 	}
 	return cfg, env, nil
@@ -414,7 +407,6 @@ func (r *Runtime) compileWith(s *xdsclient.Snapshot, old *config, env *compileEn
 	}
 	env.clusters = cfg.clusters
 	tables := map[string]*router.Table{}
-	reused := map[*router.Table]bool{} // already serving: their routes keep their Ext
 	for name, rc := range s.Routes {
 		if prev := old.tables[name]; prev != nil {
 			if c := awaitingEndpoints(rc, s); c != "" {
@@ -423,7 +415,7 @@ func (r *Runtime) compileWith(s *xdsclient.Snapshot, old *config, env *compileEn
 				// them; until then the previous table keeps serving.
 				r.log.Info("route configuration waits for the endpoints of a cluster", "route_configuration", name, "cluster", c)
 				tables[name] = prev
-				reused[prev] = true
+				env.keepTable(prev, old)
 				continue
 			}
 		}
@@ -437,10 +429,7 @@ func (r *Runtime) compileWith(s *xdsclient.Snapshot, old *config, env *compileEn
 		tables[name] = t
 	}
 	cfg.tables = tables
-	for t := range reused {
-		routeBuckets(t, env.buckets)
-	}
-	cfg.buckets = env.buckets
+	cfg.tableLeases = env.tableLeases
 	for name, l := range s.Listeners {
 		lc, err := compileListener(l, tables, s.Secrets, env)
 		if errors.Is(err, errWarming) {
@@ -463,16 +452,9 @@ func (r *Runtime) compileWith(s *xdsclient.Snapshot, old *config, env *compileEn
 	// use sends traffic to stays, with its endpoints and pool, until none
 	// does (the control plane may drop it from CDS before the new routes
 	// arrive).
-	cfg.grpc = map[string]*grpcClient{}
 	for _, lc := range cfg.listeners {
 		for _, ch := range lc.chains {
-			names := clustersOf(ch.table)
-			for _, f := range ch.filters {
-				if c := f.grpcClient(); c != nil {
-					cfg.grpc[c.cluster] = c
-					names = append(names, c.cluster)
-				}
-			}
+			names := append(clustersOf(ch.table), ch.filters.clusters()...)
 			for _, name := range names {
 				if cfg.clusters[name] == nil && old.clusters[name] != nil {
 					cfg.clusters[name] = old.clusters[name]

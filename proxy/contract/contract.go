@@ -3,6 +3,14 @@
 // proto field the proxy honours, and a walk that finds every field set in a
 // message that is not in the registry.
 //
+// The core's own (listeners, the connection manager, routes, clusters,
+// endpoints, TLS) are listed here; the HTTP filters' come from the ext
+// registry: the typed configs and fields each registered filter declares.
+// So what counts is what is linked in: the proxy links every filter
+// (proxy/ext/all), and so must a program or test that checks resources
+// against the contract. Package contract itself imports only the ext API,
+// so it stays light to import.
+//
 // The proxy refuses (NACKs) a resource in which Unhonoured finds anything, and
 // a test feeds every golden output of the xDS translator through the same walk,
 // so the translator and the proxy cannot drift apart silently.
@@ -20,9 +28,6 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
-	localrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
-	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -31,6 +36,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/sekisho/sekisho/proxy/ext"
 )
 
 // ResourceTypes are the xDS resource types the proxy subscribes to and serves.
@@ -42,18 +49,15 @@ var ResourceTypes = []protoreflect.FullName{
 	(&tlsv3.Secret{}).ProtoReflect().Descriptor().FullName(),
 }
 
-// typedConfigs are the Any payloads the proxy decodes, by message.
+// typedConfigs are the Any payloads the proxy's core decodes, by message;
+// those of the registered extensions come from the ext registry.
 var typedConfigs = map[protoreflect.FullName]proto.Message{}
 
 func init() {
 	for _, m := range []proto.Message{
 		&hcmv3.HttpConnectionManager{},
 		&routerv3.Router{},
-		&localrlv3.LocalRateLimit{},
-		&extauthzv3.ExtAuthz{},
-		&extauthzv3.ExtAuthzPerRoute{},
-		&ratelimitv3.RateLimit{},
-		&ratelimitv3.RateLimitPerRoute{},
+		&routev3.FilterConfig{},
 		&tlsinspectorv3.TlsInspector{},
 		&tlsv3.DownstreamTlsContext{},
 		&httpv3.HttpProtocolOptions{},
@@ -62,17 +66,38 @@ func init() {
 	}
 }
 
-// TypedConfigs returns the full names of the typed configs the proxy honours, sorted.
+// TypedConfigs returns the full names of the typed configs the proxy honours
+// (the core's and the registered extensions'), sorted.
 func TypedConfigs() []string {
-	out := make([]string, 0, len(typedConfigs))
+	seen := map[string]bool{}
 	for n := range typedConfigs {
-		out = append(out, string(n))
+		seen[string(n)] = true
+	}
+	for _, f := range ext.HTTPFilters() {
+		seen[string(f.Config.ProtoReflect().Descriptor().FullName())] = true
+		if f.PerRoute != nil {
+			seen[string(f.PerRoute.ProtoReflect().Descriptor().FullName())] = true
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
 	}
 	sort.Strings(out)
 	return out
 }
 
-// fields is every proto field the proxy honours, by full name.
+// newTypedConfig returns a new message of a typed config the proxy honours,
+// or nil.
+func newTypedConfig(name protoreflect.FullName) proto.Message {
+	if m := typedConfigs[name]; m != nil {
+		return m.ProtoReflect().New().Interface()
+	}
+	return ext.TypedConfig(name)
+}
+
+// fields is every proto field the proxy's core honours, by full name; the
+// registered extensions declare theirs (ext.HTTPFilter.Fields).
 var fields = map[protoreflect.FullName]bool{}
 
 func init() {
@@ -116,77 +141,10 @@ func init() {
 		"envoy.extensions.filters.network.http_connection_manager.v3.Rds.route_config_name",
 		"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.name",
 		"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config",
-
-		// HTTP filters: ext_authz (gRPC service).
-		"envoy.extensions.filters.http.ext_authz.v3.ExtAuthz.grpc_service",
-		"envoy.extensions.filters.http.ext_authz.v3.ExtAuthz.transport_api_version",
-		"envoy.extensions.filters.http.ext_authz.v3.ExtAuthz.failure_mode_allow",
-		"envoy.extensions.filters.http.ext_authz.v3.ExtAuthz.status_on_error",
-		"envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute.disabled",
-		"envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute.check_settings",
-		"envoy.extensions.filters.http.ext_authz.v3.CheckSettings.context_extensions",
-		"envoy.config.core.v3.GrpcService.envoy_grpc",
-		"envoy.config.core.v3.GrpcService.timeout",
-		"envoy.config.core.v3.GrpcService.EnvoyGrpc.cluster_name",
-		"envoy.type.v3.HttpStatus.code",
-
-		// HTTP filters: ratelimit.
-		"envoy.extensions.filters.http.ratelimit.v3.RateLimit.domain",
-		"envoy.extensions.filters.http.ratelimit.v3.RateLimit.timeout",
-		"envoy.extensions.filters.http.ratelimit.v3.RateLimit.failure_mode_deny",
-		"envoy.extensions.filters.http.ratelimit.v3.RateLimit.rate_limit_service",
-		"envoy.extensions.filters.http.ratelimit.v3.RateLimit.status_on_error",
-		"envoy.config.ratelimit.v3.RateLimitServiceConfig.grpc_service",
-		"envoy.config.ratelimit.v3.RateLimitServiceConfig.transport_api_version",
-		"envoy.extensions.filters.http.ratelimit.v3.RateLimitPerRoute.rate_limits",
-
-		// HTTP filters: local_ratelimit.
-		"envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit.stat_prefix",
-		"envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit.token_bucket",
-		"envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit.filter_enabled",
-		"envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit.filter_enforced",
-		"envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit.descriptors",
-		"envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit.rate_limits",
-		"envoy.extensions.common.ratelimit.v3.LocalRateLimitDescriptor.entries",
-		"envoy.extensions.common.ratelimit.v3.LocalRateLimitDescriptor.token_bucket",
-		"envoy.extensions.common.ratelimit.v3.RateLimitDescriptor.Entry.key",
-		"envoy.extensions.common.ratelimit.v3.RateLimitDescriptor.Entry.value",
-		"envoy.type.v3.TokenBucket.max_tokens",
-		"envoy.type.v3.TokenBucket.tokens_per_fill",
-		"envoy.type.v3.TokenBucket.fill_interval",
-		// The proxy has no runtime: a runtime key always takes its default.
-		"envoy.config.core.v3.RuntimeFractionalPercent.runtime_key",
-
-		// Rate limit descriptors (RateLimitPerRoute and LocalRateLimit).
-		"envoy.config.route.v3.RateLimit.actions",
-		"envoy.config.route.v3.RateLimit.hits_addend",
-		"envoy.config.route.v3.RateLimit.HitsAddend.number",
-		"envoy.config.route.v3.RateLimit.Action.generic_key",
-		"envoy.config.route.v3.RateLimit.Action.request_headers",
-		"envoy.config.route.v3.RateLimit.Action.header_value_match",
-		"envoy.config.route.v3.RateLimit.Action.remote_address_match",
-		"envoy.config.route.v3.RateLimit.Action.metadata",
-		"envoy.config.route.v3.RateLimit.Action.GenericKey.descriptor_key",
-		"envoy.config.route.v3.RateLimit.Action.GenericKey.descriptor_value",
-		"envoy.config.route.v3.RateLimit.Action.RequestHeaders.header_name",
-		"envoy.config.route.v3.RateLimit.Action.RequestHeaders.descriptor_key",
-		"envoy.config.route.v3.RateLimit.Action.HeaderValueMatch.descriptor_key",
-		"envoy.config.route.v3.RateLimit.Action.HeaderValueMatch.descriptor_value",
-		"envoy.config.route.v3.RateLimit.Action.HeaderValueMatch.expect_match",
-		"envoy.config.route.v3.RateLimit.Action.HeaderValueMatch.headers",
-		"envoy.config.route.v3.RateLimit.Action.RemoteAddressMatch.descriptor_key",
-		"envoy.config.route.v3.RateLimit.Action.RemoteAddressMatch.descriptor_value",
-		"envoy.config.route.v3.RateLimit.Action.RemoteAddressMatch.address_matcher",
-		"envoy.type.matcher.v3.AddressMatcher.ranges",
-		"envoy.type.matcher.v3.AddressMatcher.invert_match",
-		"xds.core.v3.CidrRange.address_prefix",
-		"xds.core.v3.CidrRange.prefix_len",
-		"envoy.config.route.v3.RateLimit.Action.MetaData.descriptor_key",
-		"envoy.config.route.v3.RateLimit.Action.MetaData.metadata_key",
-		"envoy.config.route.v3.RateLimit.Action.MetaData.source",
-		"envoy.type.metadata.v3.MetadataKey.key",
-		"envoy.type.metadata.v3.MetadataKey.path",
-		"envoy.type.metadata.v3.MetadataKey.PathSegment.key",
+		// A per-route filter config wrapped in a FilterConfig.
+		"envoy.config.route.v3.FilterConfig.config",
+		"envoy.config.route.v3.FilterConfig.is_optional",
+		"envoy.config.route.v3.FilterConfig.disabled",
 
 		// TLS.
 		"envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext.common_tls_context",
@@ -316,18 +274,23 @@ func init() {
 	}
 }
 
-// Fields returns the full names of the proto fields the proxy honours, sorted.
+// Fields returns the full names of the proto fields the proxy honours (the
+// core's and the registered extensions'), sorted.
 func Fields() []string {
-	out := make([]string, 0, len(fields))
+	out := ext.Fields()
 	for n := range fields {
-		out = append(out, string(n))
+		if !ext.Honours(n) {
+			out = append(out, string(n))
+		}
 	}
 	sort.Strings(out)
 	return out
 }
 
 // Honoured reports whether the proxy honours the field with this full name.
-func Honoured(fullName string) bool { return fields[protoreflect.FullName(fullName)] }
+func Honoured(fullName string) bool { return honoured(protoreflect.FullName(fullName)) }
+
+func honoured(n protoreflect.FullName) bool { return fields[n] || ext.Honours(n) }
 
 // leaves are messages whose content is not walked: a field holding one is
 // honoured as a whole.
@@ -366,12 +329,21 @@ func walk(m protoreflect.Message, path string, out *[]string) {
 			return
 		}
 		name := a.MessageName()
-		proto, ok := typedConfigs[name]
-		if !ok {
+		if ext.IsTypedStruct(name) {
+			// The config it carries, as the proxy decodes it.
+			inner, err := ext.TypedStruct(a, newTypedConfig)
+			if err != nil {
+				*out = append(*out, fmt.Sprintf("%s: typed config %s: %v", path, name, err))
+				return
+			}
+			walk(inner.ProtoReflect(), path+"<"+string(inner.ProtoReflect().Descriptor().Name())+">", out)
+			return
+		}
+		inner := newTypedConfig(name)
+		if inner == nil {
 			*out = append(*out, fmt.Sprintf("%s: typed config %s", path, name))
 			return
 		}
-		inner := proto.ProtoReflect().New().Interface()
 		if err := a.UnmarshalTo(inner); err != nil {
 			*out = append(*out, fmt.Sprintf("%s: typed config %s does not decode: %v", path, name, err))
 			return
@@ -385,7 +357,7 @@ func walk(m protoreflect.Message, path string, out *[]string) {
 	}
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		p := path + "." + string(fd.Name())
-		if !fields[fd.FullName()] {
+		if !honoured(fd.FullName()) {
 			*out = append(*out, fmt.Sprintf("%s: %s", p, fd.FullName()))
 			return true
 		}

@@ -1,4 +1,4 @@
-package proxy
+package grpcclient
 
 import (
 	"context"
@@ -8,8 +8,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
-
-	"github.com/sekisho/sekisho/proxy/upstream"
 )
 
 // TestGRPCClientConnectsBeforeTheFirstCheck: a filter's channel dials the
@@ -24,12 +22,12 @@ func TestGRPCClientConnectsBeforeTheFirstCheck(t *testing.T) {
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 
-	g, err := newGRPCClient("svc", time.Second)
+	g, err := New("svc", time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(g.close)
-	g.setEndpoints(&upstream.Cluster{Name: "svc", Endpoints: []*upstream.Endpoint{{Addr: lis.Addr().String()}}})
+	t.Cleanup(g.Close)
+	g.SetEndpoints([]string{lis.Addr().String()})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

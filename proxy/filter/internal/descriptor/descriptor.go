@@ -1,111 +1,69 @@
-package proxy
+// Package descriptor compiles the rate_limits of Envoy's rate limit filters
+// (ratelimit's RateLimitPerRoute, local_ratelimit's LocalRateLimit) and
+// makes a request's descriptors from them, as Envoy's route rate limit
+// actions do.
+package descriptor
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"net/textproto"
 	"strings"
-	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	commonrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
-	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
-	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/sekisho/sekisho/proxy/ext"
 	"github.com/sekisho/sekisho/proxy/router"
 )
 
-// Defaults of the ratelimit filter, as in Envoy.
-const (
-	defaultRateLimitTimeout       = 20 * time.Millisecond
-	defaultRateLimitStatusOnError = http.StatusInternalServerError
-	// maxHitsAddend is the largest hits_addend.number Envoy takes.
-	maxHitsAddend = 1000000000
-)
+// MaxHitsAddend is the largest hits_addend.number Envoy takes.
+const MaxHitsAddend = 1000000000
 
-// rlFilter is a compiled envoy.filters.http.ratelimit.
-type rlFilter struct {
-	domain        string
-	client        *grpcClient
-	timeout       time.Duration // 0: none
-	failClosed    bool          // failure_mode_deny
-	statusOnError int
-
-	allowed, denied, errored, failedOpen prometheus.Counter
+// Fields are the fields of rate_limits the actions honour.
+var Fields = []string{
+	"envoy.config.route.v3.RateLimit.actions",
+	"envoy.config.route.v3.RateLimit.hits_addend",
+	"envoy.config.route.v3.RateLimit.HitsAddend.number",
+	"envoy.config.route.v3.RateLimit.Action.generic_key",
+	"envoy.config.route.v3.RateLimit.Action.request_headers",
+	"envoy.config.route.v3.RateLimit.Action.header_value_match",
+	"envoy.config.route.v3.RateLimit.Action.remote_address_match",
+	"envoy.config.route.v3.RateLimit.Action.metadata",
+	"envoy.config.route.v3.RateLimit.Action.GenericKey.descriptor_key",
+	"envoy.config.route.v3.RateLimit.Action.GenericKey.descriptor_value",
+	"envoy.config.route.v3.RateLimit.Action.RequestHeaders.header_name",
+	"envoy.config.route.v3.RateLimit.Action.RequestHeaders.descriptor_key",
+	"envoy.config.route.v3.RateLimit.Action.HeaderValueMatch.descriptor_key",
+	"envoy.config.route.v3.RateLimit.Action.HeaderValueMatch.descriptor_value",
+	"envoy.config.route.v3.RateLimit.Action.HeaderValueMatch.expect_match",
+	"envoy.config.route.v3.RateLimit.Action.HeaderValueMatch.headers",
+	"envoy.config.route.v3.RateLimit.Action.RemoteAddressMatch.descriptor_key",
+	"envoy.config.route.v3.RateLimit.Action.RemoteAddressMatch.descriptor_value",
+	"envoy.config.route.v3.RateLimit.Action.RemoteAddressMatch.address_matcher",
+	"envoy.type.matcher.v3.AddressMatcher.ranges",
+	"envoy.type.matcher.v3.AddressMatcher.invert_match",
+	"xds.core.v3.CidrRange.address_prefix",
+	"xds.core.v3.CidrRange.prefix_len",
+	"envoy.config.route.v3.RateLimit.Action.MetaData.descriptor_key",
+	"envoy.config.route.v3.RateLimit.Action.MetaData.metadata_key",
+	"envoy.config.route.v3.RateLimit.Action.MetaData.source",
+	"envoy.type.metadata.v3.MetadataKey.key",
+	"envoy.type.metadata.v3.MetadataKey.path",
+	"envoy.type.metadata.v3.MetadataKey.PathSegment.key",
 }
 
-func compileRateLimitFilter(name string, c *ratelimitv3.RateLimit, env *compileEnv) (*rlFilter, error) {
-	if c.GetDomain() == "" {
-		return nil, errors.New("domain: required")
-	}
-	svc := c.GetRateLimitService()
-	if svc == nil {
-		return nil, errors.New("rate_limit_service: required")
-	}
-	if v := svc.GetTransportApiVersion(); v != corev3.ApiVersion_V3 {
-		return nil, fmt.Errorf("rate_limit_service.transport_api_version: %v is not supported (V3 only)", v)
-	}
-	if svc.GetGrpcService() == nil {
-		return nil, errors.New("rate_limit_service.grpc_service: required")
-	}
-	if svc.GetGrpcService().Timeout != nil {
-		return nil, errors.New("rate_limit_service.grpc_service.timeout: the ratelimit filter's own timeout bounds the call; set timeout instead")
-	}
-	client, _, err := env.grpcService(svc.GetGrpcService(), 0)
-	if err != nil {
-		return nil, fmt.Errorf("rate_limit_service.grpc_service.%w", err)
-	}
-	timeout := defaultRateLimitTimeout
-	if c.Timeout != nil {
-		if err := c.GetTimeout().CheckValid(); err != nil || c.GetTimeout().AsDuration() < 0 {
-			return nil, fmt.Errorf("timeout: %v is not a duration", c.GetTimeout())
-		}
-		timeout = c.GetTimeout().AsDuration()
-	}
-	status, err := httpStatus(c.GetStatusOnError(), defaultRateLimitStatusOnError)
-	if err != nil {
-		return nil, fmt.Errorf("status_on_error: %w", err)
-	}
-	m, gw := env.r.metrics, env.r.metrics.gateway
-	return &rlFilter{
-		domain:        c.GetDomain(),
-		client:        client,
-		timeout:       timeout,
-		failClosed:    c.GetFailureModeDeny(),
-		statusOnError: status,
-		allowed:       m.rlChecks.WithLabelValues(gw, name, "allowed"),
-		denied:        m.rlChecks.WithLabelValues(gw, name, "denied"),
-		errored:       m.rlChecks.WithLabelValues(gw, name, "error"),
-		failedOpen:    m.rlFailOpen.WithLabelValues(gw, name),
-	}, nil
-}
-
-// rlRoute is a RateLimitPerRoute.
-type rlRoute struct {
-	limits []*rateLimitPolicy
-}
-
-func compileRateLimitRoute(c *ratelimitv3.RateLimitPerRoute) (*rlRoute, error) {
-	limits, err := compileRateLimits(c.GetRateLimits(), true)
-	if err != nil {
-		return nil, err
-	}
-	return &rlRoute{limits: limits}, nil
-}
-
-// rateLimitPolicy is one RateLimit: its actions make one descriptor, or
+// Policy is one RateLimit: its actions make one descriptor, or
 // none when one of them finds nothing.
-type rateLimitPolicy struct {
+type Policy struct {
 	actions []rlAction
 	hits    *wrapperspb.UInt64Value // hits_addend.number; nil: none
 }
+
+// HitsAddend is the policy's hits_addend.number (nil: none).
+func (p *Policy) HitsAddend() *wrapperspb.UInt64Value { return p.hits }
 
 type actionKind uint8
 
@@ -136,19 +94,19 @@ type rlAction struct {
 	path      []string
 }
 
-// descEntry is one entry of a descriptor.
-type descEntry struct{ key, value string }
+// Entry is one entry of a descriptor.
+type Entry struct{ Key, Value string }
 
 // downstreamAddressFormat is the one substitution a remote_address_match
 // descriptor value may hold.
 const downstreamAddressFormat = "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
 
-// compileRateLimits compiles a rate_limits list; hits: hits_addend is
+// Compile compiles a rate_limits list; hits: hits_addend is
 // allowed.
-func compileRateLimits(rls []*routev3.RateLimit, hits bool) ([]*rateLimitPolicy, error) {
-	var out []*rateLimitPolicy
+func Compile(rls []*routev3.RateLimit, hits bool) ([]*Policy, error) {
+	var out []*Policy
 	for i, rl := range rls {
-		p := &rateLimitPolicy{}
+		p := &Policy{}
 		if ha := rl.GetHitsAddend(); ha != nil {
 			if !hits {
 				return nil, fmt.Errorf("rate_limits[%d].hits_addend: not supported by this filter", i)
@@ -156,8 +114,8 @@ func compileRateLimits(rls []*routev3.RateLimit, hits bool) ([]*rateLimitPolicy,
 			if ha.GetNumber() == nil {
 				return nil, fmt.Errorf("rate_limits[%d].hits_addend: number is required", i)
 			}
-			if ha.GetNumber().GetValue() > maxHitsAddend {
-				return nil, fmt.Errorf("rate_limits[%d].hits_addend.number: %d is over %d", i, ha.GetNumber().GetValue(), maxHitsAddend)
+			if ha.GetNumber().GetValue() > MaxHitsAddend {
+				return nil, fmt.Errorf("rate_limits[%d].hits_addend.number: %d is over %d", i, ha.GetNumber().GetValue(), MaxHitsAddend)
 			}
 			p.hits = wrapperspb.UInt64(ha.GetNumber().GetValue())
 		}
@@ -305,28 +263,31 @@ func compileAction(a *routev3.RateLimit_Action) (rlAction, error) {
 	}
 }
 
-// actionInput is what rate limit actions read of a request.
-type actionInput struct {
-	fr     *filterRun
+// NewInput returns what the actions read of rq.
+func NewInput(rq *ext.Request) *Input { return &Input{rq: rq} }
+
+// Input is what rate limit actions read of a request.
+type Input struct {
+	rq     *ext.Request
 	client netip.Addr // the client's address; invalid: unknown
 	parsed bool
 }
 
-func (in *actionInput) clientAddr() netip.Addr {
+func (in *Input) clientAddr() netip.Addr {
 	if !in.parsed {
 		in.parsed = true
-		if ap, err := netip.ParseAddrPort(in.fr.req.RemoteAddr); err == nil {
+		if ap, err := netip.ParseAddrPort(in.rq.HTTP.RemoteAddr); err == nil {
 			in.client = ap.Addr()
-		} else if a, err := netip.ParseAddr(remoteIP(in.fr.req.RemoteAddr)); err == nil {
+		} else if a, err := netip.ParseAddr(ext.RemoteIP(in.rq.HTTP.RemoteAddr)); err == nil {
 			in.client = a
 		}
 	}
 	return in.client
 }
 
-// entries appends the policy's descriptor entries to dst; ok is false when
+// Entries appends the policy's descriptor entries to dst; ok is false when
 // an action finds nothing (the policy makes no descriptor).
-func (p *rateLimitPolicy) entries(in *actionInput, dst []descEntry) ([]descEntry, bool) {
+func (p *Policy) Entries(in *Input, dst []Entry) ([]Entry, bool) {
 	for i := range p.actions {
 		e, ok := p.actions[i].entry(in)
 		if !ok {
@@ -337,46 +298,46 @@ func (p *rateLimitPolicy) entries(in *actionInput, dst []descEntry) ([]descEntry
 	return dst, true
 }
 
-func (a *rlAction) entry(in *actionInput) (descEntry, bool) {
-	fr := in.fr
+func (a *rlAction) entry(in *Input) (Entry, bool) {
+	rq := in.rq
 	switch a.kind {
 	case actGenericKey:
-		return descEntry{a.key, a.value}, true
+		return Entry{a.key, a.value}, true
 	case actRequestHeader:
 		var v string
 		switch a.header {
 		case ":method":
-			v = fr.req.Method
+			v = rq.HTTP.Method
 		case ":path":
-			v = fr.pathQuery
+			v = rq.PathQuery
 		case ":authority":
-			v = fr.req.Host
+			v = rq.HTTP.Host
 		case ":scheme":
-			v = fr.scheme
+			v = rq.Scheme
 		default:
-			vs := fr.req.Header[a.header]
+			vs := rq.HTTP.Header[a.header]
 			if len(vs) == 0 {
-				return descEntry{}, false
+				return Entry{}, false
 			}
 			v = vs[0]
 		}
-		return descEntry{a.key, v}, true
+		return Entry{a.key, v}, true
 	case actHeaderValueMatch:
 		all := true
 		for _, m := range a.headers {
-			if !m.Matches(fr.req, fr.pathQuery, fr.scheme) {
+			if !m.Matches(rq.HTTP, rq.PathQuery, rq.Scheme) {
 				all = false
 				break
 			}
 		}
 		if all != a.expect {
-			return descEntry{}, false
+			return Entry{}, false
 		}
-		return descEntry{a.key, a.value}, true
+		return Entry{a.key, a.value}, true
 	case actRemoteAddressMatch:
 		ip := in.clientAddr()
 		if !ip.IsValid() {
-			return descEntry{}, false
+			return Entry{}, false
 		}
 		ip = ip.Unmap().WithZone("")
 		hit := false
@@ -387,110 +348,34 @@ func (a *rlAction) entry(in *actionInput) (descEntry, bool) {
 			}
 		}
 		if hit == a.invert {
-			return descEntry{}, false
+			return Entry{}, false
 		}
 		if a.clientIP {
-			return descEntry{a.key, ip.String()}, true
+			return Entry{a.key, ip.String()}, true
 		}
-		return descEntry{a.key, a.value}, true
+		return Entry{a.key, a.value}, true
 	case actMetadata:
-		s := fr.meta[a.namespace]
+		s := rq.Metadata(a.namespace)
 		if s == nil {
-			return descEntry{}, false
+			return Entry{}, false
 		}
 		var v *structpb.Value
 		for i, k := range a.path {
 			v = s.GetFields()[k]
 			if v == nil {
-				return descEntry{}, false
+				return Entry{}, false
 			}
 			if i < len(a.path)-1 {
 				if s = v.GetStructValue(); s == nil {
-					return descEntry{}, false
+					return Entry{}, false
 				}
 			}
 		}
 		sv, ok := v.GetKind().(*structpb.Value_StringValue)
 		if !ok || sv.StringValue == "" {
-			return descEntry{}, false
+			return Entry{}, false
 		}
-		return descEntry{a.key, sv.StringValue}, true
+		return Entry{a.key, sv.StringValue}, true
 	}
-	return descEntry{}, false
-}
-
-// rateLimit runs a ratelimit filter; it reports whether it answered the
-// request.
-func (fr *filterRun) rateLimit(f *httpFilter, rf *routeFilter) bool {
-	if rf == nil || rf.rl == nil || len(rf.rl.limits) == 0 {
-		return false
-	}
-	in := &actionInput{fr: fr}
-	var descs []*commonrlv3.RateLimitDescriptor
-	var buf []descEntry
-	for _, p := range rf.rl.limits {
-		var ok bool
-		buf, ok = p.entries(in, buf[:0])
-		if !ok {
-			continue
-		}
-		d := &commonrlv3.RateLimitDescriptor{Entries: make([]*commonrlv3.RateLimitDescriptor_Entry, len(buf)), HitsAddend: p.hits}
-		for i, e := range buf {
-			d.Entries[i] = &commonrlv3.RateLimitDescriptor_Entry{Key: e.key, Value: e.value}
-		}
-		descs = append(descs, d)
-	}
-	if len(descs) == 0 {
-		return false
-	}
-	rl := f.rl
-	ctx := fr.req.Context()
-	var cancel context.CancelFunc = func() {}
-	if rl.timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, rl.timeout)
-	}
-	resp, err := rl.client.rls.ShouldRateLimit(ctx, &rlsv3.RateLimitRequest{Domain: rl.domain, Descriptors: descs})
-	cancel()
-	if err != nil {
-		rl.errored.Inc()
-		fr.h.rt.log.Debug("rate limit service call failed", "filter", f.name, "route", fr.route.Name, "error", err)
-		if rl.failClosed {
-			fr.reply(rl.statusOnError, "", nil)
-			return true
-		}
-		rl.failedOpen.Inc()
-		return false
-	}
-	respOps := serviceHeaders(resp.GetResponseHeadersToAdd())
-	if resp.GetOverallCode() == rlsv3.RateLimitResponse_OVER_LIMIT {
-		rl.denied.Inc()
-		fr.reply(http.StatusTooManyRequests, string(resp.GetRawBody()), func(h http.Header) {
-			applyHeaderOps(h, respOps, false)
-			h["X-Envoy-Ratelimited"] = []string{"true"}
-		})
-		return true
-	}
-	rl.allowed.Inc()
-	applyHeaderOps(fr.req.Header, serviceHeaders(resp.GetRequestHeadersToAdd()), false)
-	fr.addResponse(respOps)
-	return false
-}
-
-// serviceHeaders turns the headers a rate limit service answered into
-// edits that add them.
-func serviceHeaders(hvs []*corev3.HeaderValue) []hdrOp {
-	if len(hvs) == 0 {
-		return nil
-	}
-	out := make([]hdrOp, 0, len(hvs))
-	for _, hv := range hvs {
-		v := hv.GetValue()
-		if v == "" && len(hv.GetRawValue()) > 0 {
-			v = string(hv.GetRawValue())
-		}
-		if key, ok := editableHeader(hv.GetKey(), v); ok {
-			out = append(out, hdrOp{key: key, value: v, action: hdrAdd})
-		}
-	}
-	return out
+	return Entry{}, false
 }
