@@ -18,12 +18,10 @@ package proxy
 // TypedStruct.
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,6 +34,7 @@ import (
 
 	"github.com/sekisho/sekisho/proxy/ext"
 	_ "github.com/sekisho/sekisho/proxy/ext/all" // the filters the proxy runs
+	"github.com/sekisho/sekisho/proxy/hcm"
 	"github.com/sekisho/sekisho/proxy/router"
 	"github.com/sekisho/sekisho/proxy/upstream"
 )
@@ -47,19 +46,12 @@ const sharedGrace = time.Minute
 // filterChain is the HTTP filters of a connection manager before the
 // router; nil when it has only the router.
 type filterChain struct {
-	filters []*httpFilter
+	filters []*hcm.HTTPFilter
 	// lease holds the shared state the filters took.
 	lease *ext.Lease
 	// watches are the clusters the filters call, and what they want to
 	// know of them each time a configuration with the chain is applied.
 	watches []clusterWatch
-}
-
-// httpFilter is one HTTP filter of a chain.
-type httpFilter struct {
-	name string
-	ext  *ext.HTTPFilter
-	run  ext.Filter
 }
 
 type clusterWatch struct {
@@ -127,7 +119,7 @@ func compileHTTPFilters(fs []*hcmv3.HttpFilter, env *compileEnv) (*filterChain, 
 }
 
 // build decodes a filter's typed_config and builds the filter.
-func (fc *filterChain) build(name string, tc *anypb.Any, env *compileEnv) (*httpFilter, error) {
+func (fc *filterChain) build(name string, tc *anypb.Any, env *compileEnv) (*hcm.HTTPFilter, error) {
 	if tc == nil {
 		return nil, errors.New("typed_config: missing")
 	}
@@ -146,7 +138,7 @@ func (fc *filterChain) build(name string, tc *anypb.Any, env *compileEnv) (*http
 	if err != nil {
 		return nil, err
 	}
-	return &httpFilter{name: name, ext: x, run: run}, nil
+	return &hcm.HTTPFilter{Name: name, Ext: x, Run: run}, nil
 }
 
 // clusters lists the clusters the chain's filters call.
@@ -201,15 +193,6 @@ func extCluster(cl *upstream.Cluster) ext.Cluster {
 	return c
 }
 
-// routeFilter is a route's configuration of one filter: its
-// typed_per_filter_config entry, else its virtual host's, merged as the
-// filter merges them.
-type routeFilter struct {
-	ext      *ext.HTTPFilter
-	config   any
-	disabled bool // the filter does not run on the route
-}
-
 // compileRouteFilters compiles the typed_per_filter_config of rc's virtual
 // hosts and routes and hangs each route's, with its metric caches, on its
 // Ext. The shared state they take (a token bucket) is keyed by the route
@@ -241,7 +224,7 @@ func (e *compileEnv) compileRouteFilters(rc *routev3.RouteConfiguration, t *rout
 				return fmt.Errorf("%s: routes[%d] %q: %w", where, j, r.GetName(), err)
 			}
 			re := e.r.routeExt(routes[j])
-			re.filters = mergeRouteFilters(vhf, rf)
+			re.Filters = mergeRouteFilters(vhf, rf)
 			routes[j].Ext = re
 		}
 	}
@@ -256,7 +239,7 @@ func (e *compileEnv) keepTable(t *router.Table, old *config) {
 
 // compilePerFilterConfig compiles one typed_per_filter_config map; scope
 // names its route (or virtual host).
-func compilePerFilterConfig(m map[string]*anypb.Any, scope string, lease *ext.Lease) (map[string]*routeFilter, error) {
+func compilePerFilterConfig(m map[string]*anypb.Any, scope string, lease *ext.Lease) (map[string]*hcm.RouteFilter, error) {
 	if len(m) == 0 {
 		return nil, nil
 	}
@@ -265,7 +248,7 @@ func compilePerFilterConfig(m map[string]*anypb.Any, scope string, lease *ext.Le
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	out := make(map[string]*routeFilter, len(m))
+	out := make(map[string]*hcm.RouteFilter, len(m))
 	for _, name := range names {
 		rf, err := compileRouteFilter(m[name], ext.RouteBuild{Scope: scope + "\x00" + name, Lease: lease})
 		if err != nil {
@@ -280,7 +263,7 @@ func compilePerFilterConfig(m map[string]*anypb.Any, scope string, lease *ext.Le
 
 // compileRouteFilter compiles one entry; nil: an optional entry no filter
 // takes.
-func compileRouteFilter(a *anypb.Any, rb ext.RouteBuild) (*routeFilter, error) {
+func compileRouteFilter(a *anypb.Any, rb ext.RouteBuild) (*hcm.RouteFilter, error) {
 	pr, err := ext.DecodePerRoute(a)
 	switch {
 	case errors.Is(err, ext.ErrUnknownType) && pr.Optional:
@@ -290,7 +273,7 @@ func compileRouteFilter(a *anypb.Any, rb ext.RouteBuild) (*routeFilter, error) {
 	case err != nil:
 		return nil, err
 	case pr.Message == nil:
-		return &routeFilter{disabled: true}, nil
+		return &hcm.RouteFilter{Disabled: true}, nil
 	}
 	x := pr.Filter
 	cfg, err := x.DecodeRoute(pr.Message)
@@ -302,25 +285,25 @@ func compileRouteFilter(a *anypb.Any, rb ext.RouteBuild) (*routeFilter, error) {
 			return nil, err
 		}
 	}
-	return &routeFilter{ext: x, config: cfg, disabled: pr.Disabled}, nil
+	return &hcm.RouteFilter{Ext: x, Config: cfg, Disabled: pr.Disabled}, nil
 }
 
 // mergeRouteFilters is a route's filter configuration: its own entries,
 // else its virtual host's; an entry of both is merged by its filter.
-func mergeRouteFilters(vh, rt map[string]*routeFilter) map[string]*routeFilter {
+func mergeRouteFilters(vh, rt map[string]*hcm.RouteFilter) map[string]*hcm.RouteFilter {
 	if len(vh) == 0 {
 		return rt
 	}
 	if len(rt) == 0 {
 		return vh
 	}
-	out := make(map[string]*routeFilter, len(vh)+len(rt))
+	out := make(map[string]*hcm.RouteFilter, len(vh)+len(rt))
 	for k, v := range vh {
 		out[k] = v
 	}
 	for k, v := range rt {
-		if p := vh[k]; p != nil && p.ext != nil && p.ext == v.ext && v.ext.Merge != nil && !p.disabled && !v.disabled {
-			v = &routeFilter{ext: v.ext, config: v.ext.Merge(p.config, v.config)}
+		if p := vh[k]; p != nil && p.Ext != nil && p.Ext == v.Ext && v.Ext.Merge != nil && !p.Disabled && !v.Disabled {
+			v = &hcm.RouteFilter{Ext: v.Ext, Config: v.Ext.Merge(p.Config, v.Config)}
 		}
 		out[k] = v
 	}
@@ -334,13 +317,13 @@ func checkRouteFilterKinds(fc *filterChain, t *router.Table) error {
 		return nil
 	}
 	for _, rt := range t.Routes() {
-		re, _ := rt.Ext.(*routeExt)
-		if re == nil || len(re.filters) == 0 {
+		re, _ := rt.Ext.(*hcm.RouteExt)
+		if re == nil || len(re.Filters) == 0 {
 			continue
 		}
 		for _, f := range fc.filters {
-			if rf := re.filters[f.name]; rf != nil && rf.ext != nil && rf.ext != f.ext {
-				return fmt.Errorf("route %q: typed_per_filter_config[%q] configures %s, but the chain's filter of that name is %s", rt.Name, f.name, kind(rf.ext), kind(f.ext))
+			if rf := re.Filters[f.Name]; rf != nil && rf.Ext != nil && rf.Ext != f.Ext {
+				return fmt.Errorf("route %q: typed_per_filter_config[%q] configures %s, but the chain's filter of that name is %s", rt.Name, f.Name, kind(rf.Ext), kind(f.Ext))
 			}
 		}
 	}
@@ -405,77 +388,58 @@ func (e *compileEnv) commit(old, cfg *config) {
 	}
 }
 
-// runFilters runs the chain's filters for a request that matched rt. done:
-// a filter answered the request (rq.Replied says how).
-func (h *handler) runFilters(w http.ResponseWriter, req *http.Request, fc *filterChain, rt *router.Route, path, scheme string, start time.Time) (rq *ext.Request, done bool) {
-	rq = ext.NewRequest(w, req)
-	rq.Path, rq.PathQuery, rq.Scheme, rq.Start, rq.Route = path, path, scheme, start, rt.Name
-	if q := req.URL.RawQuery; q != "" {
-		rq.PathQuery = path + "?" + q
+// routeExt returns a compiled route's hcm.RouteExt, with its metric caches.
+func (r *Runtime) routeExt(rt *router.Route) *hcm.RouteExt {
+	m := r.metrics.http
+	e := &hcm.RouteExt{Stats: map[string]*hcm.RouteStats{}, NoBackend: m.ForRoute(rt.StatName, "")}
+	if f := rt.Forward; f != nil {
+		if f.Cluster != "" {
+			e.Stats[f.Cluster] = m.ForRoute(rt.StatName, f.Cluster)
+		}
+		for _, w := range f.Weighted {
+			e.Stats[w.Name] = m.ForRoute(rt.StatName, w.Name)
+		}
 	}
-	if rw, ok := w.(*respWriter); ok {
-		rq.LocalAddr = rw.c.nc.LocalAddr()
+	return e
+}
+
+// The runtime seen by the connection manager.
+
+// hcmRuntime is the Runtime as the connection manager sees it.
+type hcmRuntime Runtime
+
+func (r *hcmRuntime) Config() hcm.Config      { return r.cfg.Load() }
+func (r *hcmRuntime) Log() *slog.Logger       { return r.log }
+func (r *hcmRuntime) AccessLog() *slog.Logger { return r.accessLog }
+func (r *hcmRuntime) TrackHijacked(c net.Conn, add bool) {
+	r.hijackedMu.Lock()
+	defer r.hijackedMu.Unlock()
+	if add {
+		r.hijacked[c] = struct{}{}
 	} else {
-		rq.LocalAddr, _ = req.Context().Value(http.LocalAddrContextKey).(net.Addr)
-	}
-	re, _ := rt.Ext.(*routeExt)
-	for _, f := range fc.filters {
-		var cfg any
-		if re != nil {
-			if rf := re.filters[f.name]; rf != nil {
-				if rf.disabled {
-					continue
-				}
-				cfg = rf.config
-			}
-		}
-		if f.run.OnRequest(rq, cfg) == ext.Stop {
-			return rq, true
-		}
-	}
-	return rq, false
-}
-
-// filteredWriter applies the filters' response header edits when the
-// response head is written.
-type filteredWriter struct {
-	http.ResponseWriter
-	rq     *ext.Request
-	edited bool
-}
-
-func (w *filteredWriter) edit() {
-	if !w.edited {
-		w.edited = true
-		w.rq.ApplyResponseEdits(w.ResponseWriter.Header())
+		delete(r.hijacked, c)
 	}
 }
 
-func (w *filteredWriter) WriteHeader(code int) {
-	if code >= 200 {
-		w.edit()
+func (c *config) Chain(listener, sni string) (hcm.Chain, bool) {
+	lc := c.listeners[listener]
+	if lc == nil {
+		return nil, false
 	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *filteredWriter) Write(p []byte) (int, error) {
-	w.edit()
-	return w.ResponseWriter.Write(p)
-}
-
-func (w *filteredWriter) Flush() {
-	w.edit()
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
+	cc := lc.chainFor(sni)
+	if cc == nil {
+		return nil, false
 	}
+	return cc, true
 }
 
-func (w *filteredWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	hj, ok := w.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, http.ErrNotSupported
+func (c *config) Cluster(name string) *upstream.Cluster { return c.clusters[name] }
+
+func (cc *chainConfig) Routes() *router.Table { return cc.table }
+func (cc *chainConfig) WebSocket() bool       { return cc.websocket }
+func (cc *chainConfig) HTTPFilters() []*hcm.HTTPFilter {
+	if cc.filters == nil {
+		return nil
 	}
-	return hj.Hijack()
+	return cc.filters.filters
 }
-
-func (w *filteredWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

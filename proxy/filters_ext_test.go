@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sekisho/sekisho/proxy/ext"
+	"github.com/sekisho/sekisho/proxy/hcm"
 )
 
 // TestMergeRouteFilters: a route takes the entries of one level only as
@@ -15,7 +16,7 @@ import (
 // merges context extensions: extauthz.TestMerge); a disabled entry wins
 // whole.
 func TestMergeRouteFilters(t *testing.T) {
-	entry := func(m proto.Message) *routeFilter {
+	entry := func(m proto.Message) *hcm.RouteFilter {
 		t.Helper()
 		rf, err := compileRouteFilter(anyOf(t, m), ext.RouteBuild{})
 		if err != nil {
@@ -30,18 +31,18 @@ func TestMergeRouteFilters(t *testing.T) {
 		}
 		return &extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{CheckSettings: &extauthzv3.CheckSettings{ContextExtensions: m}}}
 	}
-	vh := map[string]*routeFilter{"a": entry(checks("x", "vh", "y", "vh")), "b": entry(authzDisabled())}
-	rt := map[string]*routeFilter{"a": entry(checks("y", "route")), "c": entry(authzDisabled())}
+	vh := map[string]*hcm.RouteFilter{"a": entry(checks("x", "vh", "y", "vh")), "b": entry(authzDisabled())}
+	rt := map[string]*hcm.RouteFilter{"a": entry(checks("y", "route")), "c": entry(authzDisabled())}
 	m := mergeRouteFilters(vh, rt)
 	if m["b"] != vh["b"] || m["c"] != rt["c"] {
 		t.Errorf("entries of one level only: %+v %+v", m["b"], m["c"])
 	}
-	if a := m["a"]; a == rt["a"] || a == vh["a"] || a.ext != rt["a"].ext || a.disabled {
+	if a := m["a"]; a == rt["a"] || a == vh["a"] || a.Ext != rt["a"].Ext || a.Disabled {
 		t.Errorf("entry of both levels not merged by its filter: %+v", a)
 	}
 	// A FilterConfig that disables the filter on the route wins whole.
 	off := entry(&routev3.FilterConfig{Disabled: true})
-	if m = mergeRouteFilters(vh, map[string]*routeFilter{"a": off}); m["a"] != off || !off.disabled {
+	if m = mergeRouteFilters(vh, map[string]*hcm.RouteFilter{"a": off}); m["a"] != off || !off.Disabled {
 		t.Error("the route's disabled entry lost to its virtual host's")
 	}
 }

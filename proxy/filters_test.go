@@ -855,7 +855,7 @@ func TestTranslatorPoliciesApply(t *testing.T) {
 				continue
 			}
 			for _, f := range ch.filters.filters {
-				names = append(names, f.name)
+				names = append(names, f.Name)
 			}
 			grpc = append(grpc, ch.filters.clusters()...)
 		}

@@ -238,3 +238,40 @@ func TestH1ServerRequestAllocations(t *testing.T) {
 		t.Errorf("%v allocations per request", n)
 	}
 }
+
+// A route table that matches on headers has the request's header map built
+// for it on the fast path (TestForwardBasic covers a table that does not).
+func TestFastPathHeaderMatch(t *testing.T) {
+	prodBE := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Backend", "prod")
+		_, _ = io.WriteString(w, "prod")
+	})
+	restBE := newRecorder(t, nil)
+	prodC := cluster("default/prod:80", endpointOf(t, prodBE.URL))
+	restC := cluster("default/rest:80", endpointOf(t, restBE.URL))
+	prod := route("prod", prefix("/"))
+	prod.Match.Headers = []ir.HeaderMatch{{Name: "x-env", Type: ir.MatchExact, Value: "prod"}}
+	prod.Forward = fwd(prodC.Name)
+	rest := route("rest", prefix("/"))
+	rest.Forward = fwd(restC.Name)
+	_, addr := startRuntime(t, snapshotOf(t, httpGateway([]*ir.Route{prod, rest}, prodC, restC)), "default/eg/http")
+
+	c := dialRaw(t, addr)
+	const fields = "x-env: prod\r\nx-custom-name: v1\r\nConnection: keep-alive, x-drop\r\nX-Drop: 1\r\nx-forwarded-for: 10.0.0.9\r\n"
+	c.send("GET /p HTTP/1.1\r\nHost: a\r\n" + fields + "\r\n")
+	resp, body := c.read("GET")
+	if body != "prod" || resp.Header.Get("X-Backend") != "prod" {
+		t.Fatalf("header match: %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	if got := prodBE.last(t); got.Header.Get("X-Custom-Name") != "v1" || got.Header.Get("X-Drop") != "" ||
+		got.Header.Get("X-Forwarded-For") != "10.0.0.9, 127.0.0.1" || got.Header.Get("X-Forwarded-Proto") != "http" {
+		t.Errorf("the backend got %v", got.Header)
+	}
+	c.send("GET /r HTTP/1.1\r\nHost: a\r\nx-env: dev\r\nx-custom-name: v2\r\n\r\n")
+	if resp, body := c.read("GET"); body != "ok" || resp.Header.Get("Date") == "" {
+		t.Fatalf("no match: %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	if got := restBE.last(t); got.Header.Get("X-Custom-Name") != "v2" || got.Header.Get("X-Env") != "dev" {
+		t.Errorf("the backend got %v", got.Header)
+	}
+}

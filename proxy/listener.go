@@ -18,6 +18,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
+	"github.com/sekisho/sekisho/proxy/hcm"
 	"github.com/sekisho/sekisho/proxy/router"
 )
 
@@ -223,18 +224,8 @@ type server struct {
 	srv  *http.Server
 	// fast serves plaintext HTTP/1.1 itself; srv then serves only the h2c
 	// connections it hands over. nil for TLS listeners.
-	fast *h1Server
+	fast *hcm.H1Server
 }
-
-type connInfoKey struct{}
-
-// connInfo is what a request needs to know about its connection.
-type connInfo struct {
-	tls bool
-	sni string
-}
-
-var plainConnInfo = &connInfo{}
 
 func (r *Runtime) newServer(lc *listenerConfig, ln net.Listener) *server {
 	s := &server{rt: r, name: lc.name, addr: lc.addr, tls: lc.tls, ln: ln}
@@ -242,9 +233,9 @@ func (r *Runtime) newServer(lc *listenerConfig, ln net.Listener) *server {
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(true)
 	protos.SetUnencryptedHTTP2(true)
-	h := &handler{rt: r, listener: lc.name}
+	h := hcm.NewHandler((*hcmRuntime)(r), lc.name)
 	if !lc.tls {
-		s.fast = newH1Server(s, h)
+		s.fast = hcm.NewH1Server(ln, lc.name, r.log, s.maxHead, h)
 	}
 	s.srv = &http.Server{
 		Handler:           h,
@@ -259,13 +250,13 @@ func (r *Runtime) newServer(lc *listenerConfig, ln net.Listener) *server {
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			switch c := c.(type) {
 			case *tls.Conn:
-				return context.WithValue(ctx, connInfoKey{}, &connInfo{tls: true, sni: c.ConnectionState().ServerName})
+				return hcm.WithConnInfo(ctx, &hcm.ConnInfo{TLS: true, SNI: c.ConnectionState().ServerName})
 			case *guardConn:
 				if c.isTLS {
-					return context.WithValue(ctx, connInfoKey{}, &connInfo{tls: true, sni: c.sni})
+					return hcm.WithConnInfo(ctx, &hcm.ConnInfo{TLS: true, SNI: c.sni})
 				}
 			}
-			return context.WithValue(ctx, connInfoKey{}, plainConnInfo)
+			return hcm.WithConnInfo(ctx, hcm.PlainConn)
 		},
 		DisableGeneralOptionsHandler: true,
 	}
@@ -277,8 +268,8 @@ func (s *server) start() {
 	if s.tls {
 		l = newTLSListener(s)
 	} else {
-		l = s.fast.h2
-		go s.fast.acceptLoop()
+		l = s.fast.H2()
+		go s.fast.Serve()
 	}
 	go func() {
 		if err := s.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -295,7 +286,7 @@ func (s *server) shutdown(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Shutdown(ctx) }()
-	err := s.fast.shutdown(ctx)
+	err := s.fast.Shutdown(ctx)
 	return errors.Join(err, <-errc)
 }
 

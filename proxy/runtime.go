@@ -84,10 +84,6 @@ const (
 	tlsTransportSocketName = "envoy.transport_sockets.tls"
 )
 
-// MaxReplayBody is the largest request body buffered so that the request can
-// be retried or mirrored.
-const MaxReplayBody = 64 << 10
-
 // Options configure a Runtime.
 type Options struct {
 	Logger     *slog.Logger
@@ -337,16 +333,6 @@ func (r *Runtime) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (r *Runtime) trackHijacked(c net.Conn, add bool) {
-	r.hijackedMu.Lock()
-	defer r.hijackedMu.Unlock()
-	if add {
-		r.hijacked[c] = struct{}{}
-	} else {
-		delete(r.hijacked, c)
-	}
-}
-
 // compile checks every resource against the contract and compiles it. The
 // shared state it took is released when it fails; the caller releases it
 // (env.discard) when it does not apply the configuration either.
@@ -525,27 +511,6 @@ func clustersOf(t *router.Table) []string {
 // errWarming marks a listener that names a route configuration or a secret
 // the proxy has not received yet.
 var errWarming = errors.New("not received yet (the listener warms until it arrives)")
-
-// routeExt is what the proxy hangs on each compiled route.
-type routeExt struct {
-	byBackend map[string]*routeStats
-	none      *routeStats
-	// filters is the route's configuration of HTTP filters, by filter name.
-	filters map[string]*routeFilter
-}
-
-func (r *Runtime) routeExt(rt *router.Route) *routeExt {
-	e := &routeExt{byBackend: map[string]*routeStats{}, none: r.metrics.forRoute(rt.StatName, "")}
-	if f := rt.Forward; f != nil {
-		if f.Cluster != "" {
-			e.byBackend[f.Cluster] = r.metrics.forRoute(rt.StatName, f.Cluster)
-		}
-		for _, w := range f.Weighted {
-			e.byBackend[w.Name] = r.metrics.forRoute(rt.StatName, w.Name)
-		}
-	}
-	return e
-}
 
 func toMessages[M proto.Message](m map[string]M) map[string]proto.Message {
 	out := make(map[string]proto.Message, len(m))

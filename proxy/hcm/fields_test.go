@@ -1,16 +1,14 @@
-package proxy
+package hcm
 
 import (
 	"bufio"
 	"bytes"
-	"io"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/sekisho/sekisho/ir"
 	"github.com/sekisho/sekisho/proxy/h1"
 	"github.com/sekisho/sekisho/proxy/router"
 )
@@ -51,8 +49,7 @@ var requestFieldCases = []string{
 }
 
 func TestUpstreamFieldsMatchHeaderEdits(t *testing.T) {
-	h := &handler{}
-	cfg := &config{listeners: map[string]*listenerConfig{}}
+	h := &Handler{}
 	rt := &router.Route{}
 	for _, ip := range []string{"10.1.2.3", ""} {
 		for _, fields := range requestFieldCases {
@@ -68,7 +65,7 @@ func TestUpstreamFieldsMatchHeaderEdits(t *testing.T) {
 			got := string(c.upstreamFields("http"))
 
 			c.header()
-			h.editRequestHeader(c.req, cfg, rt, nil, "http")
+			h.editRequestHeader(c.req, nil, rt, nil, "http")
 			var want strings.Builder
 			for k, vv := range c.req.Header {
 				switch k {
@@ -145,46 +142,9 @@ func TestUpstreamHeadMatchesWriteHeader(t *testing.T) {
 
 func testRespWriter(req *http.Request) (*respWriter, *bytes.Buffer) {
 	var out bytes.Buffer
-	c := &h1Conn{bw: bufio.NewWriter(&out), hs: &h1Server{}}
+	c := &h1Conn{bw: bufio.NewWriter(&out), hs: &H1Server{}}
 	c.w.c = c
 	c.w.hdr = http.Header{}
 	c.w.reset(req, &c.head)
 	return &c.w, &out
-}
-
-// A route table that matches on headers has the request's header map built
-// for it on the fast path (TestForwardBasic covers a table that does not).
-func TestFastPathHeaderMatch(t *testing.T) {
-	prodBE := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Backend", "prod")
-		_, _ = io.WriteString(w, "prod")
-	})
-	restBE := newRecorder(t, nil)
-	prodC := cluster("default/prod:80", endpointOf(t, prodBE.URL))
-	restC := cluster("default/rest:80", endpointOf(t, restBE.URL))
-	prod := route("prod", prefix("/"))
-	prod.Match.Headers = []ir.HeaderMatch{{Name: "x-env", Type: ir.MatchExact, Value: "prod"}}
-	prod.Forward = fwd(prodC.Name)
-	rest := route("rest", prefix("/"))
-	rest.Forward = fwd(restC.Name)
-	_, addr := startRuntime(t, snapshotOf(t, httpGateway([]*ir.Route{prod, rest}, prodC, restC)), "default/eg/http")
-
-	c := dialRaw(t, addr)
-	const fields = "x-env: prod\r\nx-custom-name: v1\r\nConnection: keep-alive, x-drop\r\nX-Drop: 1\r\nx-forwarded-for: 10.0.0.9\r\n"
-	c.send("GET /p HTTP/1.1\r\nHost: a\r\n" + fields + "\r\n")
-	resp, body := c.read("GET")
-	if body != "prod" || resp.Header.Get("X-Backend") != "prod" {
-		t.Fatalf("header match: %d %q %v", resp.StatusCode, body, resp.Header)
-	}
-	if got := prodBE.last(t); got.Header.Get("X-Custom-Name") != "v1" || got.Header.Get("X-Drop") != "" ||
-		got.Header.Get("X-Forwarded-For") != "10.0.0.9, 127.0.0.1" || got.Header.Get("X-Forwarded-Proto") != "http" {
-		t.Errorf("the backend got %v", got.Header)
-	}
-	c.send("GET /r HTTP/1.1\r\nHost: a\r\nx-env: dev\r\nx-custom-name: v2\r\n\r\n")
-	if resp, body := c.read("GET"); body != "ok" || resp.Header.Get("Date") == "" {
-		t.Fatalf("no match: %d %q %v", resp.StatusCode, body, resp.Header)
-	}
-	if got := restBE.last(t); got.Header.Get("X-Custom-Name") != "v2" || got.Header.Get("X-Env") != "dev" {
-		t.Errorf("the backend got %v", got.Header)
-	}
 }

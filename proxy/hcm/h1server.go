@@ -1,10 +1,11 @@
-package proxy
+package hcm
 
 import (
 	"bufio"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -16,15 +17,18 @@ import (
 	"github.com/sekisho/sekisho/proxy/h1"
 )
 
-// h1Server serves a plaintext listener's HTTP/1.1 connections itself: one
+// H1Server serves a plaintext listener's HTTP/1.1 connections itself: one
 // goroutine per connection reads a request head, parses it strictly (the
 // parser is the framing guard, see package h1), runs the handler with a
 // request and a response writer reused from one request to the next, and
 // writes the response through the connection's buffer. A connection that
 // starts with the HTTP/2 preface is handed to net/http's server (h2c).
-type h1Server struct {
-	s        *server
-	h        *handler
+type H1Server struct {
+	ln       net.Listener
+	name     string // the listener's
+	log      *slog.Logger
+	maxHead  func() int
+	h        *Handler
 	h2       *handoffListener
 	shutting atomic.Bool
 
@@ -54,13 +58,20 @@ const (
 // h2Preface is what an HTTP/2 connection with prior knowledge starts with.
 const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-func newH1Server(s *server, h *handler) *h1Server {
-	return &h1Server{s: s, h: h, h2: newHandoffListener(s.ln.Addr()), conns: map[*h1Conn]struct{}{}}
+// NewH1Server returns the server of a listener's socket ln; maxHead is the
+// header limit of its current configuration.
+func NewH1Server(ln net.Listener, name string, log *slog.Logger, maxHead func() int, h *Handler) *H1Server {
+	return &H1Server{ln: ln, name: name, log: log, maxHead: maxHead, h: h, h2: newHandoffListener(ln.Addr()), conns: map[*h1Conn]struct{}{}}
 }
 
-func (hs *h1Server) acceptLoop() {
+// H2 is the listener on which the connections that start with the HTTP/2
+// preface are handed over (to net/http's server).
+func (hs *H1Server) H2() net.Listener { return hs.h2 }
+
+// Serve accepts connections until Shutdown.
+func (hs *H1Server) Serve() {
 	for {
-		c, err := hs.s.ln.Accept()
+		c, err := hs.ln.Accept()
 		if err != nil {
 			if hs.shutting.Load() || errors.Is(err, net.ErrClosed) {
 				return
@@ -70,7 +81,7 @@ func (hs *h1Server) acceptLoop() {
 				time.Sleep(5 * time.Millisecond)
 				continue
 			}
-			hs.s.rt.log.Error("accepting", "listener", hs.s.name, "error", err)
+			hs.log.Error("accepting", "listener", hs.name, "error", err)
 			return
 		}
 		if tc, ok := c.(*net.TCPConn); ok {
@@ -84,11 +95,11 @@ func (hs *h1Server) acceptLoop() {
 	}
 }
 
-// shutdown stops accepting, closes idle connections as they become idle,
+// Shutdown stops accepting, closes idle connections as they become idle,
 // and returns once none is left (or ctx is done).
-func (hs *h1Server) shutdown(ctx context.Context) error {
+func (hs *H1Server) Shutdown(ctx context.Context) error {
 	hs.shutting.Store(true)
-	_ = hs.s.ln.Close()
+	_ = hs.ln.Close()
 	wait := time.Millisecond
 	for {
 		hs.mu.Lock()
@@ -115,7 +126,7 @@ func (hs *h1Server) shutdown(ctx context.Context) error {
 	}
 }
 
-func (hs *h1Server) forget(c *h1Conn) {
+func (hs *H1Server) forget(c *h1Conn) {
 	hs.mu.Lock()
 	delete(hs.conns, c)
 	hs.mu.Unlock()
@@ -123,7 +134,7 @@ func (hs *h1Server) forget(c *h1Conn) {
 
 // h1Conn is one client connection and everything reused across its requests.
 type h1Conn struct {
-	hs      *h1Server
+	hs      *H1Server
 	nc      net.Conn
 	br      *bufio.Reader
 	bw      *bufio.Writer
@@ -150,7 +161,7 @@ type h1Conn struct {
 	body     reqBody
 }
 
-func (hs *h1Server) newConn(nc net.Conn) *h1Conn {
+func (hs *H1Server) newConn(nc net.Conn) *h1Conn {
 	// Reads and writes go through h1.Sock (raw non-blocking system calls)
 	// where the connection allows it.
 	var rw io.ReadWriter = nc
@@ -162,11 +173,11 @@ func (hs *h1Server) newConn(nc net.Conn) *h1Conn {
 		nc:      nc,
 		br:      bufio.NewReaderSize(rw, 8<<10),
 		bw:      bufio.NewWriterSize(rw, 8<<10),
-		maxHead: hs.s.maxHead(),
+		maxHead: hs.maxHead(),
 		hdr:     make(http.Header, 16),
 	}
 	c.state.Store(connIdle)
-	ctx := context.WithValue(context.Background(), connInfoKey{}, plainConnInfo)
+	ctx := WithConnInfo(context.Background(), PlainConn)
 	c.req = (&http.Request{}).WithContext(ctx)
 	c.up.req = *c.req
 	c.req.RemoteAddr = nc.RemoteAddr().String()
@@ -181,7 +192,7 @@ func (c *h1Conn) serve() {
 	handedOff := false
 	defer func() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
-			c.hs.s.rt.log.Error("panic serving connection", "listener", c.hs.s.name, "panic", v)
+			c.hs.log.Error("panic serving connection", "listener", c.hs.name, "panic", v)
 		}
 		c.hs.forget(c)
 		if !handedOff && c.state.Load() != connHijacked {

@@ -1,4 +1,4 @@
-package proxy
+package hcm
 
 import (
 	"bytes"
@@ -15,15 +15,19 @@ import (
 	"time"
 
 	"github.com/sekisho/sekisho/internal/httppath"
+	"github.com/sekisho/sekisho/proxy/ext"
 	"github.com/sekisho/sekisho/proxy/router"
 	"github.com/sekisho/sekisho/proxy/upstream"
 )
 
-// handler serves the requests of one listener.
-type handler struct {
-	rt       *Runtime
+// Handler serves the requests of one listener.
+type Handler struct {
+	rt       Runtime
 	listener string
 }
+
+// NewHandler returns the handler of a listener.
+func NewHandler(rt Runtime, listener string) *Handler { return &Handler{rt: rt, listener: listener} }
 
 // reqState is what the access log and the metrics need at the end.
 type reqState struct {
@@ -49,7 +53,7 @@ var hopHeaders = []string{
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	st := reqState{start: time.Now()}
 	// On the HTTP/1.1 fast path the request's header is still its parsed
 	// fields (req.Header is nil): the map is built only for what reads it,
@@ -66,7 +70,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 				h.finish(req, &st)
 				panic(v)
 			}
-			h.rt.log.Error("panic serving request", "listener", h.listener, "path", st.path, "panic", v)
+			h.rt.Log().Error("panic serving request", "listener", h.listener, "path", st.path, "panic", v)
 			if !wrote {
 				st.code = http.StatusInternalServerError
 				w.WriteHeader(st.code)
@@ -75,26 +79,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		h.finish(req, &st)
 	}()
 
-	cfg := h.rt.cfg.Load()
-	lc := cfg.listeners[h.listener]
-	if lc == nil {
+	cfg := h.rt.Config()
+	ci := connInfoOf(req.Context())
+	chain, ok := cfg.Chain(h.listener, ci.SNI)
+	if !ok {
 		st.code = http.StatusNotFound
 		wrote = true
 		w.WriteHeader(st.code)
 		return
 	}
-	ci, _ := req.Context().Value(connInfoKey{}).(*connInfo)
-	if ci == nil {
-		ci = plainConnInfo
-	}
-	chain := lc.chainFor(ci.sni)
-	if chain == nil {
-		st.code = http.StatusNotFound
-		wrote = true
-		w.WriteHeader(st.code)
-		return
-	}
-	if hc != nil && (chain.filters != nil || chain.table.ReadsHeaders()) {
+	table, filters := chain.Routes(), chain.HTTPFilters()
+	if hc != nil && (len(filters) != 0 || table.ReadsHeaders()) {
 		hc.header()
 		hc = nil
 	}
@@ -116,7 +111,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "Bad Request", st.code)
 		return
 	}
-	rt := chain.table.Match(req.Host, path, req)
+	rt := table.Match(req.Host, path, req)
 	if rt == nil {
 		st.code = http.StatusNotFound
 		wrote = true
@@ -125,11 +120,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	st.route = rt
 	scheme := "http"
-	if ci.tls {
+	if ci.TLS {
 		scheme = "https"
 	}
-	if chain.filters != nil {
-		rq, done := h.runFilters(w, req, chain.filters, rt, path, scheme, st.start)
+	if len(filters) != 0 {
+		rq, done := h.runFilters(w, req, filters, rt, path, scheme, st.start)
 		if done {
 			st.code, st.bytes = rq.Replied()
 			wrote = true
@@ -167,31 +162,32 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(st.code)
 		return
 	}
-	wrote = h.forward(w, req, hc, cfg, rt, path, scheme, &st)
+	wrote = h.forward(w, req, hc, cfg, chain, rt, path, scheme, &st)
 }
 
 // finish records the request in the metrics and the access log.
-func (h *handler) finish(req *http.Request, st *reqState) {
+func (h *Handler) finish(req *http.Request, st *reqState) {
 	d := time.Since(st.start)
 	if st.route != nil {
-		if ext, ok := st.route.Ext.(*routeExt); ok {
-			rs := ext.none
+		if ext, ok := st.route.Ext.(*RouteExt); ok {
+			rs := ext.NoBackend
 			if st.backend != "" {
-				if b := ext.byBackend[st.backend]; b != nil {
+				if b := ext.Stats[st.backend]; b != nil {
 					rs = b
 				}
 			}
 			rs.observe(st.code, d)
 		}
 	}
-	if h.rt.accessLog == nil {
+	accessLog := h.rt.AccessLog()
+	if accessLog == nil {
 		return
 	}
 	routeName := ""
 	if st.route != nil {
 		routeName = st.route.StatName
 	}
-	h.rt.accessLog.LogAttrs(req.Context(), slog.LevelInfo, "request",
+	accessLog.LogAttrs(req.Context(), slog.LevelInfo, "request",
 		slog.String("listener", h.listener),
 		slog.String("method", req.Method),
 		slog.String("authority", req.Host),
@@ -220,11 +216,11 @@ const (
 // forward sends the request upstream and copies the response back. It
 // reports whether anything was written downstream. hc, when not nil, is the
 // fast path's connection whose request header is still its fields.
-func (h *handler) forward(w http.ResponseWriter, req *http.Request, hc *h1Conn, cfg *config, rt *router.Route, path, scheme string, st *reqState) bool {
+func (h *Handler) forward(w http.ResponseWriter, req *http.Request, hc *h1Conn, cfg Config, chain Chain, rt *router.Route, path, scheme string, st *reqState) bool {
 	f := rt.Forward
 	name, wc := f.PickCluster()
 	st.backend = name
-	cl := cfg.clusters[name]
+	cl := cfg.Cluster(name)
 	if cl == nil {
 		st.code = f.NotFoundCode
 		w.WriteHeader(st.code)
@@ -247,7 +243,7 @@ func (h *handler) forward(w http.ResponseWriter, req *http.Request, hc *h1Conn, 
 		fields = hc.upstreamFields(scheme)
 	} else {
 		hdr = req.Header
-		upgrade = h.editRequestHeader(req, cfg, rt, wc, scheme)
+		upgrade = h.editRequestHeader(req, chain, rt, wc, scheme)
 	}
 	// The response's fields are written downstream as they are when nothing
 	// edits them.
@@ -287,7 +283,7 @@ func (h *handler) forward(w http.ResponseWriter, req *http.Request, hc *h1Conn, 
 	for i := range f.Mirrors {
 		m := &f.Mirrors[i]
 		if replayable && m.Sampled() {
-			if mc := cfg.clusters[m.Cluster]; mc != nil {
+			if mc := cfg.Cluster(m.Cluster); mc != nil {
 				h.mirror(req, mc, host, fwdPath, body)
 			}
 		}
@@ -474,16 +470,12 @@ func (h *handler) forward(w http.ResponseWriter, req *http.Request, hc *h1Conn, 
 // fields out, forwarding fields in, then the weighted cluster's and the
 // route's mutations. It reports whether the request is an upgrade the
 // listener takes (a WebSocket), whose Connection and Upgrade stay.
-func (h *handler) editRequestHeader(req *http.Request, cfg *config, rt *router.Route, wc *router.WeightedCluster, scheme string) bool {
+func (h *Handler) editRequestHeader(req *http.Request, chain Chain, rt *router.Route, wc *router.WeightedCluster, scheme string) bool {
 	upgrade := false
 	hdr := req.Header
 	if req.ProtoMajor == 1 && len(hdr["Upgrade"]) > 0 && headerHasToken(hdr["Connection"], "upgrade") {
-		ls := cfg.listeners[h.listener]
-		ci, _ := req.Context().Value(connInfoKey{}).(*connInfo)
-		if ls != nil && ci != nil {
-			if c := ls.chainFor(ci.sni); c != nil && c.websocket && strings.EqualFold(hdr.Get("Upgrade"), "websocket") {
-				upgrade = true
-			}
+		if chain != nil && chain.WebSocket() && strings.EqualFold(hdr.Get("Upgrade"), "websocket") {
+			upgrade = true
 		}
 	}
 	keepTE := headerHasToken(hdr["Te"], "trailers")
@@ -548,7 +540,7 @@ func replay(b []byte) func() (io.ReadCloser, error) {
 	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 }
 
-func (h *handler) retriable(p *router.RetryPolicy, fail, _ int) bool {
+func (h *Handler) retriable(p *router.RetryPolicy, fail, _ int) bool {
 	switch fail {
 	case failConnect:
 		return p.ConnectFailure
@@ -590,7 +582,7 @@ func copyBody(w http.ResponseWriter, src io.Reader, flush bool) (int64, error) {
 // tunnel completes an upgrade: the client's connection is taken over, the
 // upstream's 101 is relayed, and bytes are copied both ways until one side
 // closes.
-func (h *handler) tunnel(w http.ResponseWriter, resp *http.Response, rt *router.Route, wc *router.WeightedCluster) {
+func (h *Handler) tunnel(w http.ResponseWriter, resp *http.Response, rt *router.Route, wc *router.WeightedCluster) {
 	up, ok := resp.Body.(io.ReadWriteCloser)
 	if !ok {
 		_ = resp.Body.Close()
@@ -614,8 +606,8 @@ func (h *handler) tunnel(w http.ResponseWriter, resp *http.Response, rt *router.
 	if err != nil {
 		return
 	}
-	h.rt.trackHijacked(conn, true)
-	defer h.rt.trackHijacked(conn, false)
+	h.rt.TrackHijacked(conn, true)
+	defer h.rt.TrackHijacked(conn, false)
 	defer conn.Close()
 	resp.Body = nil
 	if err := resp.Write(brw); err != nil {
@@ -648,7 +640,7 @@ func (h *handler) tunnel(w http.ResponseWriter, resp *http.Response, rt *router.
 
 // mirror sends a copy of the request to a mirror cluster and drops the
 // response. It never delays or changes the request itself.
-func (h *handler) mirror(req *http.Request, mc *upstream.Cluster, host, path string, body []byte) {
+func (h *Handler) mirror(req *http.Request, mc *upstream.Cluster, host, path string, body []byte) {
 	ep := mc.Pick()
 	if ep == nil {
 		return
@@ -670,7 +662,7 @@ func (h *handler) mirror(req *http.Request, mc *upstream.Cluster, host, path str
 	go func() {
 		defer func() {
 			if v := recover(); v != nil {
-				h.rt.log.Error("panic mirroring request", "cluster", mc.Name, "panic", v)
+				h.rt.Log().Error("panic mirroring request", "cluster", mc.Name, "panic", v)
 			}
 		}()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -747,12 +739,7 @@ func valueHasToken(v, token string) bool {
 	return false
 }
 
-func remoteIP(addr string) string {
-	if i := strings.LastIndexByte(addr, ':'); i >= 0 {
-		addr = addr[:i]
-	}
-	return strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]")
-}
+func remoteIP(addr string) string { return ext.RemoteIP(addr) }
 
 func isProtocolError(err error) bool {
 	var ne net.Error
