@@ -1,21 +1,16 @@
 package proxy
 
-// The HTTP filters a connection manager runs before the router, as Envoy
-// runs them. A filter is an extension (package ext): the connection manager
-// knows it by the type of its typed_config, and its name is the key of its
-// per-route configuration (typed_per_filter_config of routes and virtual
-// hosts). The filters themselves live in proxy/filter/<name>.
-//
-// Filters run in the order of http_filters, after the route is chosen and
-// only when one is, whatever the route's action (forward, redirect, direct
-// response). A filter that stops the request answers it itself (a "local
-// reply", ext.Request.Reply).
+// Compiling the HTTP filters a connection manager runs before the router,
+// as Envoy does. A filter is an extension (package ext, one package each in
+// proxy/filter): the connection manager knows it by the type of its
+// typed_config, and its name is the key of its per-route configuration
+// (typed_per_filter_config of routes and virtual hosts). Package hcm runs
+// them.
 //
 // A typed_per_filter_config entry may be wrapped in an
 // envoy.config.route.v3.FilterConfig (is_optional: ignored when no filter
 // takes its type; disabled: the filter does not run on the route) and its
-// config may be a TypedStruct; an http_filters typed_config may be a
-// TypedStruct.
+// config may be a TypedStruct; so may an http_filters typed_config.
 
 import (
 	"errors"

@@ -3,6 +3,17 @@
 // configuration (listeners, route tables, clusters), swaps it in atomically,
 // and serves requests with it.
 //
+// A request takes Envoy's path, and each step has its package (see
+// README.md): the listener (this package: sockets, TLS, filter chain match)
+// → the network filter http_connection_manager (hcm) → the HTTP filters,
+// extensions registered in ext (ext_authz, ratelimit, local_ratelimit in
+// filter/<name>) → the router (router: route match; hcm: forward, retries,
+// mirrors) → the upstream (upstream: clusters, endpoints, connections).
+// This package compiles the configuration of all of them (runtime.go,
+// listener.go, filters.go) and owns the state that outlives a
+// configuration: the listeners' sockets, the clusters' pools, and the pool
+// of state the filters share (ext.Pool).
+//
 // What it honours is exactly the registry of proxy/contract: Apply refuses
 // (so the control plane gets a NACK naming the resource and field) any
 // resource that sets a field outside it, or a value of a registered field the
@@ -15,23 +26,23 @@
 //     "%3B"), so a backend never sees a path that another route would have
 //     taken. A '#' in a request path is refused with 400.
 //   - Host matching ignores the port of the Host header.
-//   - Request smuggling: plaintext HTTP/1.1 is served by h1Server, whose
+//   - Request smuggling: plaintext HTTP/1.1 is served by hcm.H1Server, whose
 //     request parser (package h1) is strict; HTTP/1.1 over TLS goes through
 //     guardConn into net/http. Either way, requests with Content-Length and
 //     Transfer-Encoding, several Content-Length lines, obs-fold, or a header
 //     block over max_request_headers_kb are answered 400 (431) and never
 //     forwarded.
 //   - Plaintext HTTP/1.1 listeners and plain-HTTP clusters run on sekisho's
-//     own HTTP/1.1 code (h1Server, upstream.Client): one goroutine per client
-//     connection, which reads each request, writes it upstream and reads the
-//     response on a pooled connection itself. A client that goes away is
+//     own HTTP/1.1 code (hcm.H1Server, upstream.Client): one goroutine per
+//     client connection, which reads each request, writes it upstream and
+//     reads the response on a pooled connection itself. A client that goes away is
 //     noticed when its response is written, not while the upstream works.
-//     HTTP/2 (h2c with prior knowledge, handed over by h1Server; h2 over TLS)
+//     HTTP/2 (h2c with prior knowledge, handed over by H1Server; h2 over TLS)
 //     and HTTP/1.1 over TLS are served by net/http; h2c clusters use
 //     http.Transport.
 //   - Retries: a request is retried only when its body can be replayed: a
 //     request without a body, or one whose Content-Length is at most
-//     MaxReplayBody (buffered before the first attempt). Larger or chunked
+//     hcm.MaxReplayBody (buffered before the first attempt). Larger or chunked
 //     bodies get one attempt. The same holds for mirrors: a request whose
 //     body cannot be buffered is not mirrored.
 //   - Mirrors go to the mirror cluster with "-shadow" appended to the Host,
@@ -45,9 +56,10 @@
 //     per-try timeout) expires before the response starts, 502 for a
 //     malformed upstream response.
 //   - The HTTP filters a connection manager may run before the router
-//     (local_ratelimit, ext_authz, ratelimit) act between routing and the
-//     route's action; see filters.go. A listener whose connection manager
-//     has only the router does no filter work at all.
+//     (any registered extension: local_ratelimit, ext_authz, ratelimit)
+//     act between routing and the route's action; see filters.go and
+//     package ext. A listener whose connection manager has only the router
+//     does no filter work at all.
 package proxy
 
 import (
