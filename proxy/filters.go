@@ -119,8 +119,9 @@ func (fc *filterChain) build(name string, tc *anypb.Any, env *compileEnv) (*hcm.
 		return nil, errors.New("typed_config: missing")
 	}
 	x, msg, err := ext.DecodeConfig(tc)
-	if errors.Is(err, ext.ErrUnknownType) {
-		return nil, fmt.Errorf("typed_config: %s is not a filter the proxy runs", tc.MessageName())
+	var unknown *ext.UnknownTypeError
+	if errors.As(err, &unknown) {
+		return nil, fmt.Errorf("typed_config: %s is not a filter the proxy runs", unknown.Type)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("typed_config: %w", err)
@@ -260,11 +261,12 @@ func compilePerFilterConfig(m map[string]*anypb.Any, scope string, lease *ext.Le
 // takes.
 func compileRouteFilter(a *anypb.Any, rb ext.RouteBuild) (*hcm.RouteFilter, error) {
 	pr, err := ext.DecodePerRoute(a)
+	var unknown *ext.UnknownTypeError
 	switch {
-	case errors.Is(err, ext.ErrUnknownType) && pr.Optional:
+	case errors.As(err, &unknown) && pr.Optional:
 		return nil, nil
-	case errors.Is(err, ext.ErrUnknownType):
-		return nil, fmt.Errorf("%s is not the per-route configuration of a filter the proxy runs", a.MessageName())
+	case errors.As(err, &unknown):
+		return nil, fmt.Errorf("%s is not the per-route configuration of a filter the proxy runs", unknown.Type)
 	case err != nil:
 		return nil, err
 	case pr.Message == nil:

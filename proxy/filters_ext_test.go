@@ -1,11 +1,15 @@
 package proxy
 
 import (
+	"strings"
 	"testing"
+
+	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/sekisho/sekisho/proxy/ext"
 	"github.com/sekisho/sekisho/proxy/hcm"
@@ -44,5 +48,31 @@ func TestMergeRouteFilters(t *testing.T) {
 	off := entry(&routev3.FilterConfig{Disabled: true})
 	if m = mergeRouteFilters(vh, map[string]*hcm.RouteFilter{"a": off}); m["a"] != off || !off.Disabled {
 		t.Error("the route's disabled entry lost to its virtual host's")
+	}
+}
+
+// TestPerRouteWrappers: a typed_per_filter_config entry is seen through a
+// FilterConfig and a TypedStruct; an optional entry no filter takes is
+// ignored, any other is refused.
+func TestPerRouteWrappers(t *testing.T) {
+	value, err := structpb.NewStruct(map[string]any{"check_settings": map[string]any{"context_extensions": map[string]any{"k": "v"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := anyOf(t, &xdstypev3.TypedStruct{TypeUrl: "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute", Value: value})
+	rf, err := compileRouteFilter(anyOf(t, &routev3.FilterConfig{Config: ts}), ext.RouteBuild{})
+	if err != nil || rf == nil || rf.Ext == nil || rf.Ext.Name != "envoy.filters.http.ext_authz" || rf.Disabled {
+		t.Fatalf("TypedStruct in a FilterConfig: %+v, %v", rf, err)
+	}
+	unknown := anyOf(t, &routev3.Route{})
+	if rf, err := compileRouteFilter(anyOf(t, &routev3.FilterConfig{Config: unknown, IsOptional: true}), ext.RouteBuild{}); rf != nil || err != nil {
+		t.Errorf("optional entry of an unknown type: %+v, %v; want it ignored", rf, err)
+	}
+	if _, err := compileRouteFilter(anyOf(t, &routev3.FilterConfig{Config: unknown}), ext.RouteBuild{}); err == nil ||
+		!strings.Contains(err.Error(), "envoy.config.route.v3.Route is not the per-route configuration of a filter the proxy runs") {
+		t.Errorf("required entry of an unknown type: %v", err)
+	}
+	if _, err := compileRouteFilter(anyOf(t, &routev3.FilterConfig{}), ext.RouteBuild{}); err == nil || !strings.Contains(err.Error(), "config: required") {
+		t.Errorf("FilterConfig without a config: %v", err)
 	}
 }

@@ -3,10 +3,11 @@
 // name of its typed-config message. The rest of the proxy knows filters only
 // through this registry:
 //
-//   - the connection manager looks each http_filters entry up by the type of
-//     its typed_config (FilterFor) and each typed_per_filter_config entry by
-//     the type of its config (PerRouteFor), after unwrapping
-//     envoy.config.route.v3.FilterConfig and TypedStruct (Unwrap);
+//   - the proxy looks each http_filters entry up by the type of its
+//     typed_config (FilterFor; DecodeConfig decodes it) and each
+//     typed_per_filter_config entry by the type of its config (PerRouteFor;
+//     DecodePerRoute sees through envoy.config.route.v3.FilterConfig), both
+//     seen through a TypedStruct, keyed by its type_url;
 //   - Decode and DecodeRoute check a configuration and compile it. They are
 //     pure: they run when a resource arrives, so that a bad one is refused
 //     (NACKed) with an error naming the field, and in tests;
@@ -17,6 +18,10 @@
 //   - Fields are the proto fields the filter honours: proxy/contract, which
 //     refuses a resource that sets any other, is the union of the core's and
 //     of what the registered filters declare.
+//
+// A filter runs on the request's goroutine with a Request: the request as
+// the connection manager normalised it, local replies, response header
+// edits and dynamic metadata. proxy/README.md shows a whole filter.
 //
 // A filter is linked in by a blank import in proxy/ext/all. Package ext
 // imports protobuf and the Envoy protos, never the rest of the proxy.

@@ -60,11 +60,11 @@ func TestHeaderOps(t *testing.T) {
 
 func TestGRPCStatusMapping(t *testing.T) {
 	for code, want := range map[int]int{400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14, 500: 2, 302: 2} {
-		if got := GRPCStatus(code); got != want {
-			t.Errorf("GRPCStatus(%d) = %d, want %d", code, got, want)
+		if got := grpcStatus(code); got != want {
+			t.Errorf("grpcStatus(%d) = %d, want %d", code, got, want)
 		}
 	}
-	if got := GRPCMessage("a b%\n"); got != "a b%25%0A" {
-		t.Errorf("GRPCMessage = %q", got)
+	if got := grpcMessage("a b%\n"); got != "a b%25%0A" {
+		t.Errorf("grpcMessage = %q", got)
 	}
 }

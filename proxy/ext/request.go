@@ -100,11 +100,11 @@ func (rq *Request) ApplyResponseEdits(h http.Header) {
 func (rq *Request) Reply(code int, body string, edit func(http.Header)) {
 	w, req := rq.w, rq.HTTP
 	hdr := w.Header()
-	if IsGRPC(req) {
+	if isGRPC(req) {
 		hdr["Content-Type"] = []string{"application/grpc"}
-		hdr["Grpc-Status"] = []string{strconv.Itoa(GRPCStatus(code))}
+		hdr["Grpc-Status"] = []string{strconv.Itoa(grpcStatus(code))}
 		if body != "" {
-			hdr["Grpc-Message"] = []string{GRPCMessage(body)}
+			hdr["Grpc-Message"] = []string{grpcMessage(body)}
 		}
 		if edit != nil {
 			edit(hdr)
@@ -131,9 +131,9 @@ func (rq *Request) Reply(code int, body string, edit func(http.Header)) {
 	}
 }
 
-// IsGRPC reports whether Envoy takes the request for gRPC: content-type
+// isGRPC reports whether Envoy takes the request for gRPC: content-type
 // application/grpc, alone or followed by '+' or ';'.
-func IsGRPC(req *http.Request) bool {
+func isGRPC(req *http.Request) bool {
 	vs := req.Header["Content-Type"]
 	if len(vs) == 0 {
 		return false
@@ -146,8 +146,8 @@ func IsGRPC(req *http.Request) bool {
 	return len(ct) == len(p) || ct[len(p)] == '+' || ct[len(p)] == ';'
 }
 
-// GRPCStatus maps an HTTP status to a gRPC status code as Envoy does.
-func GRPCStatus(code int) int {
+// grpcStatus maps an HTTP status to a gRPC status code as Envoy does.
+func grpcStatus(code int) int {
 	switch code {
 	case 400:
 		return 13 // INTERNAL
@@ -163,8 +163,8 @@ func GRPCStatus(code int) int {
 	return 2 // UNKNOWN
 }
 
-// GRPCMessage percent-encodes a grpc-message value.
-func GRPCMessage(s string) string {
+// grpcMessage percent-encodes a grpc-message value.
+func grpcMessage(s string) string {
 	const hex = "0123456789ABCDEF"
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {

@@ -25,12 +25,17 @@ var (
 	udpaTypedStruct  = messageName(&udpav1.TypedStruct{})
 )
 
-// ErrUnknownType marks a typed config of a type no registered filter takes.
-var ErrUnknownType = errors.New("no registered filter takes this type")
+// UnknownTypeError is the error of a typed config of a type no registered
+// filter takes (the type a TypedStruct names, for one).
+type UnknownTypeError struct{ Type protoreflect.FullName }
+
+func (e *UnknownTypeError) Error() string {
+	return string(e.Type) + ": no registered filter takes this type"
+}
 
 // DecodeConfig decodes an http_filters typed_config: the filter whose
-// config it is and the message, seen through a TypedStruct. The error wraps
-// ErrUnknownType when no registered filter takes its type.
+// config it is and the message, seen through a TypedStruct. The error is an
+// *UnknownTypeError when no registered filter takes its type.
 func DecodeConfig(a *anypb.Any) (*HTTPFilter, proto.Message, error) {
 	name, m, err := decodeAny(a, func(n protoreflect.FullName) proto.Message {
 		if f := FilterFor(n); f != nil {
@@ -56,7 +61,7 @@ type PerRoute struct {
 }
 
 // DecodePerRoute decodes a typed_per_filter_config entry, seen through a
-// FilterConfig and a TypedStruct. The error wraps ErrUnknownType when no
+// FilterConfig and a TypedStruct. The error is an *UnknownTypeError when no
 // registered filter takes its type as a per-route configuration.
 func DecodePerRoute(a *anypb.Any) (PerRoute, error) {
 	var pr PerRoute
@@ -117,7 +122,7 @@ func TypedStruct(a *anypb.Any, newMsg func(protoreflect.FullName) proto.Message)
 	name := protoreflect.FullName(typeURL[strings.LastIndexByte(typeURL, '/')+1:])
 	m := newMsg(name)
 	if m == nil {
-		return nil, fmt.Errorf("%s (%s type_url): %w", name, a.MessageName(), ErrUnknownType)
+		return nil, &UnknownTypeError{Type: name}
 	}
 	js, err := protojson.Marshal(value)
 	if err != nil {
@@ -141,7 +146,7 @@ func decodeAny(a *anypb.Any, newMsg func(protoreflect.FullName) proto.Message) (
 	}
 	m := newMsg(a.MessageName())
 	if m == nil {
-		return "", nil, fmt.Errorf("%s: %w", a.MessageName(), ErrUnknownType)
+		return "", nil, &UnknownTypeError{Type: a.MessageName()}
 	}
 	if err := a.UnmarshalTo(m); err != nil {
 		return "", nil, err
