@@ -985,7 +985,7 @@ type peekedConn struct {
 
 func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// handoffListener gives net/http's server the connections h1Server hands
+// handoffListener gives net/http's server the connections H1Server hands
 // it (HTTP/2 with prior knowledge).
 type handoffListener struct {
 	addr  net.Addr
