@@ -8,6 +8,8 @@ import (
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -74,5 +76,34 @@ func TestPerRouteWrappers(t *testing.T) {
 	}
 	if _, err := compileRouteFilter(anyOf(t, &routev3.FilterConfig{}), ext.RouteBuild{}); err == nil || !strings.Contains(err.Error(), "config: required") {
 		t.Errorf("FilterConfig without a config: %v", err)
+	}
+}
+
+// TestHTTPFilterTypedStruct: an http_filters typed_config may be a
+// TypedStruct naming the filter's config by type_url; one of an unknown type
+// is refused by that type's name.
+func TestHTTPFilterTypedStruct(t *testing.T) {
+	r := New(Options{})
+	env := r.newCompileEnv(r.cfg.Load())
+	defer env.discard()
+	typed := func(typeURL string, fields map[string]any) *hcmv3.HttpFilter {
+		value, err := structpb.NewStruct(fields)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &hcmv3.HttpFilter{Name: "local", ConfigType: &hcmv3.HttpFilter_TypedConfig{
+			TypedConfig: anyOf(t, &xdstypev3.TypedStruct{TypeUrl: typeURL, Value: value})}}
+	}
+	router := httpFilterOf(t, routerFilterName, &routerv3.Router{})
+	fc, err := compileHTTPFilters([]*hcmv3.HttpFilter{
+		typed("type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit", map[string]any{"stat_prefix": "x"}),
+		router,
+	}, env)
+	if err != nil || fc == nil || len(fc.filters) != 1 || fc.filters[0].Ext.Name != "envoy.filters.http.local_ratelimit" {
+		t.Fatalf("TypedStruct LocalRateLimit: %+v, %v", fc, err)
+	}
+	_, err = compileHTTPFilters([]*hcmv3.HttpFilter{typed("type.googleapis.com/envoy.config.route.v3.Route", nil), router}, env)
+	if err == nil || !strings.Contains(err.Error(), `http_filters[0] "local": typed_config: envoy.config.route.v3.Route is not a filter the proxy runs`) {
+		t.Errorf("TypedStruct of an unknown type: %v", err)
 	}
 }
