@@ -18,6 +18,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -54,7 +55,7 @@ func init() {
 		Name:     Name,
 		Config:   &extauthzv3.ExtAuthz{},
 		PerRoute: &extauthzv3.ExtAuthzPerRoute{},
-		Fields: append([]string{
+		Fields: slices.Concat([]string{
 			"envoy.extensions.filters.http.ext_authz.v3.ExtAuthz.grpc_service",
 			"envoy.extensions.filters.http.ext_authz.v3.ExtAuthz.transport_api_version",
 			"envoy.extensions.filters.http.ext_authz.v3.ExtAuthz.failure_mode_allow",
@@ -63,7 +64,7 @@ func init() {
 			"envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute.check_settings",
 			"envoy.extensions.filters.http.ext_authz.v3.CheckSettings.context_extensions",
 			"envoy.type.v3.HttpStatus.code",
-		}, grpcclient.Fields...),
+		}, grpcclient.Fields),
 		Counters: []ext.CounterFamily{
 			{Name: checksTotal, Help: "Authorization checks of the ext_authz filters, by filter and result (allowed, denied, error).", Labels: []string{"result"}},
 			{Name: failOpenTotal, Help: "Requests an ext_authz filter let through because the authorization service failed (failure_mode_allow)."},

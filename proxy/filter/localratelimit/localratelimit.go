@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -69,7 +70,7 @@ func init() {
 		Name:     Name,
 		Config:   &localrlv3.LocalRateLimit{},
 		PerRoute: &localrlv3.LocalRateLimit{},
-		Fields:   append(fields, descriptor.Fields...),
+		Fields:   slices.Concat(fields, descriptor.Fields),
 		Counters: []ext.CounterFamily{
 			{Name: total, Help: "Requests a local_ratelimit filter checked, by filter and result (allowed, denied, not_enforced).", Labels: []string{"result"}},
 		},

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -50,12 +51,11 @@ func init() {
 		"envoy.extensions.filters.http.ratelimit.v3.RateLimitPerRoute.rate_limits",
 		"envoy.type.v3.HttpStatus.code",
 	}
-	fields = append(fields, grpcclient.Fields...)
 	ext.RegisterHTTP(&ext.HTTPFilter{
 		Name:     Name,
 		Config:   &ratelimitv3.RateLimit{},
 		PerRoute: &ratelimitv3.RateLimitPerRoute{},
-		Fields:   append(fields, descriptor.Fields...),
+		Fields:   slices.Concat(fields, grpcclient.Fields, descriptor.Fields),
 		Counters: []ext.CounterFamily{
 			{Name: checksTotal, Help: "Rate limit service calls of the ratelimit filters, by filter and result (allowed, denied, error).", Labels: []string{"result"}},
 			{Name: failOpenTotal, Help: "Requests a ratelimit filter let through because the rate limit service failed (failure_mode_deny false)."},
