@@ -55,10 +55,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"sort"
 	"strconv"
@@ -67,6 +66,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
@@ -97,6 +99,13 @@ type Options struct {
 	AccessLog io.Writer
 	// Now is the clock of outlier detection; nil: time.Now.
 	Now func() time.Time
+	// OnListenersServe is called when every listener that could not be
+	// bound when applied has been bound by a later retry (see Apply); the
+	// ADS client then ACKs the listeners it had NACKed (AckServed).
+	OnListenersServe func()
+	// BindRetry is the first wait before binding a listener again; it
+	// doubles up to 30s. Zero: one second.
+	BindRetry time.Duration
 }
 
 // Runtime serves the configuration it was last given.
@@ -112,6 +121,12 @@ type Runtime struct {
 	servers  map[string]*server
 	closed   bool
 	draining sync.WaitGroup
+	// unbound are the listeners of the configuration whose address could
+	// not be bound, by name; retryBinds tries them again while any are
+	// left. Guarded by mu.
+	unbound  map[string]*unboundListener
+	retrying bool
+	stop     chan struct{} // closed by Close
 
 	hijackedMu sync.Mutex
 	hijacked   map[net.Conn]struct{}
@@ -173,6 +188,8 @@ func New(opts Options) *Runtime {
 		log:          log,
 		metrics:      newMetrics(opts.Registerer, opts.Gateway),
 		servers:      map[string]*server{},
+		unbound:      map[string]*unboundListener{},
+		stop:         make(chan struct{}),
 		hijacked:     map[net.Conn]struct{}{},
 		grpcClients:  map[string]*grpcClient{},
 		grpcRetiring: map[*grpcClient]struct{}{},
@@ -227,6 +244,15 @@ func (r *Runtime) Addr(listener string) string {
 // listeners and swaps it in; requests already running finish with the
 // configuration they started with. On error the previous configuration
 // stays and the error says which resource and field could not be honoured.
+//
+// A listener whose address cannot be bound (the port is taken) does not
+// hold the others back, as in Envoy: the rest of s is applied, the listener
+// keeps its previous address if it had one, and Apply returns an
+// *xdsclient.PartialError naming it and the cause. Unlike Envoy, which
+// tries again only on the next listener update, the runtime then retries the
+// bind with backoff; once every such listener serves it calls
+// Options.OnListenersServe. A later Apply that brings the same listener
+// unchanged leaves it to that retry, and still reports it.
 func (r *Runtime) Apply(s *xdsclient.Snapshot) error {
 	if s == nil {
 		return errors.New("applying configuration: snapshot is nil")
@@ -242,22 +268,40 @@ func (r *Runtime) Apply(s *xdsclient.Snapshot) error {
 		return err
 	}
 
-	// Bind what is new before anything changes, so a bind failure leaves
-	// everything as it was.
+	// Bind what is new before anything changes.
 	fresh := map[string]*server{}
 	for name, lc := range cfg.listeners {
 		if cur := r.servers[name]; cur != nil && cur.addr == lc.addr && cur.tls == lc.tls {
+			delete(r.unbound, name)
+			continue
+		}
+		prev := r.unbound[name]
+		if prev != nil && prev.lc.addr == lc.addr && proto.Equal(prev.resource, s.Listeners[name]) {
+			// Unchanged and still failing, as far as we know: retryBinds
+			// has it.
+			prev.lc = lc
+			r.keepPrevious(cfg, old, name)
 			continue
 		}
 		ln, err := net.Listen("tcp", lc.addr)
 		if err != nil {
-			for _, s := range fresh {
-				_ = s.ln.Close()
+			r.unbound[name] = &unboundListener{lc: lc, resource: s.Listeners[name], err: err}
+			lvl := slog.LevelError // once per address and cause
+			if prev != nil && prev.lc.addr == lc.addr && prev.err.Error() == err.Error() {
+				lvl = slog.LevelDebug
 			}
-			discardGRPC(env.fresh)
-			return fmt.Errorf("listener %q: binding %s: %w", name, lc.addr, err)
+			r.log.Log(context.Background(), lvl, "a listener cannot bind its address; the other listeners serve",
+				"listener", name, "address", lc.addr, "error", err)
+			r.keepPrevious(cfg, old, name)
+			continue
 		}
+		delete(r.unbound, name)
 		fresh[name] = r.newServer(lc, ln)
+	}
+	for name := range r.unbound {
+		if s.Listeners[name] == nil {
+			delete(r.unbound, name)
+		}
 	}
 
 	r.cfg.Store(cfg)
@@ -269,15 +313,7 @@ func (r *Runtime) Apply(s *xdsclient.Snapshot) error {
 			continue
 		}
 		delete(r.servers, name)
-		r.draining.Add(1)
-		go func(s *server) {
-			defer r.draining.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
-			if err := s.shutdown(ctx); err != nil {
-				r.log.Warn("draining listener", "listener", s.name, "error", err)
-			}
-		}(cur)
+		r.retire(cur)
 	}
 	for name, s := range fresh {
 		r.servers[name] = s
@@ -290,9 +326,148 @@ func (r *Runtime) Apply(s *xdsclient.Snapshot) error {
 			c.Close()
 		}
 	}
-	r.log.Info("applied configuration", "listeners", len(cfg.listeners), "routes", len(s.Routes),
-		"clusters", len(cfg.clusters), "secrets", len(s.Secrets))
-	return nil
+	r.log.Debug("applied configuration", "listeners", len(cfg.listeners), "routes", len(s.Routes),
+		"clusters", len(cfg.clusters), "secrets", len(s.Secrets), "unbound_listeners", len(r.unbound))
+	if len(r.unbound) == 0 {
+		return nil
+	}
+	if !r.retrying {
+		r.retrying = true
+		go r.retryBinds()
+	}
+	return r.unboundError()
+}
+
+// unboundListener is a listener of the configuration whose address could
+// not be bound.
+type unboundListener struct {
+	lc       *listenerConfig
+	resource *listenerv3.Listener // as applied, to tell a changed listener
+	err      error
+}
+
+// keepPrevious serves, in place of listener name that could not be bound,
+// its previous configuration, if it had one (it keeps its old address), or
+// nothing.
+func (r *Runtime) keepPrevious(cfg, old *config, name string) {
+	if prev := old.listeners[name]; prev != nil && r.servers[name] != nil {
+		cfg.listeners[name] = prev
+		return
+	}
+	delete(cfg.listeners, name)
+}
+
+// unboundError names every listener that could not be bound. Called with
+// mu held.
+func (r *Runtime) unboundError() error {
+	names := make([]string, 0, len(r.unbound))
+	for n := range r.unbound {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	pe := &xdsclient.PartialError{}
+	for _, n := range names {
+		u := r.unbound[n]
+		pe.Resources = append(pe.Resources, xdsclient.ResourceError{
+			TypeURL: xdsclient.ListenerType, Name: n,
+			Err: fmt.Errorf("binding %s: %w", u.lc.addr, u.err),
+		})
+	}
+	return pe
+}
+
+// ListenersServe reports whether every listener of the configuration is
+// bound.
+func (r *Runtime) ListenersServe() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.unbound) == 0
+}
+
+// retryBinds binds the unbound listeners again, with backoff, until all
+// are bound, none are left, or the runtime closes.
+func (r *Runtime) retryBinds() {
+	wait := r.opts.BindRetry
+	if wait <= 0 {
+		wait = time.Second
+	}
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-r.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(wait*2, 30*time.Second)
+		served := r.bindUnbound()
+		if served && r.opts.OnListenersServe != nil {
+			r.opts.OnListenersServe()
+		}
+		r.mu.Lock()
+		done := r.closed || len(r.unbound) == 0
+		if done {
+			r.retrying = false
+		}
+		r.mu.Unlock()
+		if done {
+			return
+		}
+	}
+}
+
+// bindUnbound tries to bind each unbound listener once and serves those it
+// binds. It reports whether that left none unbound.
+func (r *Runtime) bindUnbound() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || len(r.unbound) == 0 {
+		return false
+	}
+	var bound []*listenerConfig
+	for name, u := range r.unbound {
+		ln, err := net.Listen("tcp", u.lc.addr)
+		if err != nil {
+			u.err = err
+			r.log.Debug("a listener still cannot bind its address", "listener", name, "address", u.lc.addr, "error", err)
+			continue
+		}
+		delete(r.unbound, name)
+		if cur := r.servers[name]; cur != nil {
+			r.retire(cur)
+		}
+		r.servers[name] = r.newServer(u.lc, ln)
+		bound = append(bound, u.lc)
+		r.log.Info("a listener that could not bind its address now serves", "listener", name, "address", u.lc.addr)
+	}
+	if len(bound) == 0 {
+		return false
+	}
+	cur := r.cfg.Load()
+	next := *cur
+	next.listeners = maps.Clone(cur.listeners)
+	for _, lc := range bound {
+		next.listeners[lc.name] = lc
+	}
+	r.cfg.Store(&next)
+	for _, lc := range bound {
+		r.servers[lc.name].start()
+	}
+	return len(r.unbound) == 0
+}
+
+// retire stops a server that no configuration uses any more, letting its
+// requests finish. Called with mu held.
+func (r *Runtime) retire(s *server) {
+	r.draining.Add(1)
+	go func() {
+		defer r.draining.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if err := s.shutdown(ctx); err != nil {
+			r.log.Warn("draining listener", "listener", s.name, "error", err)
+		}
+	}()
 }
 
 // Close stops accepting, lets in-flight requests finish (until ctx is done),
@@ -304,6 +479,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 		return nil
 	}
 	r.closed = true
+	close(r.stop)
 	servers := r.servers
 	r.servers = map[string]*server{}
 	r.mu.Unlock()
