@@ -59,6 +59,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -126,6 +127,9 @@ type Runtime struct {
 	// left. Guarded by mu.
 	unbound  map[string]*unboundListener
 	retrying bool
+	// reserved are the sockets of listeners that warm, by name. Guarded by
+	// mu.
+	reserved map[string]reservedSocket
 	stop     chan struct{} // closed by Close
 
 	hijackedMu sync.Mutex
@@ -189,6 +193,7 @@ func New(opts Options) *Runtime {
 		metrics:      newMetrics(opts.Registerer, opts.Gateway),
 		servers:      map[string]*server{},
 		unbound:      map[string]*unboundListener{},
+		reserved:     map[string]reservedSocket{},
 		stop:         make(chan struct{}),
 		hijacked:     map[net.Conn]struct{}{},
 		grpcClients:  map[string]*grpcClient{},
@@ -270,37 +275,47 @@ func (r *Runtime) Apply(s *xdsclient.Snapshot) error {
 
 	// Bind what is new before anything changes.
 	fresh := map[string]*server{}
+	failed := map[string]bool{}
 	for name, lc := range cfg.listeners {
 		if cur := r.servers[name]; cur != nil && cur.addr == lc.addr && cur.tls == lc.tls {
 			delete(r.unbound, name)
 			continue
 		}
-		prev := r.unbound[name]
-		if prev != nil && prev.lc.addr == lc.addr && proto.Equal(prev.resource, s.Listeners[name]) {
-			// Unchanged and still failing, as far as we know: retryBinds
-			// has it.
-			prev.lc = lc
+		ln, ok := r.bind(name, lc.addr, s.Listeners[name])
+		if !ok {
+			r.unbound[name].lc = lc
+			failed[name] = true
 			r.keepPrevious(cfg, old, name)
 			continue
 		}
-		ln, err := net.Listen("tcp", lc.addr)
-		if err != nil {
-			r.unbound[name] = &unboundListener{lc: lc, resource: s.Listeners[name], err: err}
-			lvl := slog.LevelError // once per address and cause
-			if prev != nil && prev.lc.addr == lc.addr && prev.err.Error() == err.Error() {
-				lvl = slog.LevelDebug
-			}
-			r.log.Log(context.Background(), lvl, "a listener cannot bind its address; the other listeners serve",
-				"listener", name, "address", lc.addr, "error", err)
-			r.keepPrevious(cfg, old, name)
-			continue
-		}
-		delete(r.unbound, name)
 		fresh[name] = r.newServer(lc, ln)
+	}
+	// A listener that warms (its route configuration or certificate has not
+	// arrived) holds its socket already, as Envoy binds a listener when it
+	// is added: a port that is taken is answered with the listeners.
+	for name, l := range s.Listeners {
+		if cfg.listeners[name] != nil || failed[name] {
+			continue
+		}
+		if u := r.unbound[name]; u != nil {
+			u.lc = nil // warming again: retryBinds only reserves its socket
+		}
+		addr := listenerAddr(l)
+		if addr == "" || r.reserved[name].addr == addr {
+			continue
+		}
+		if ln, ok := r.bind(name, addr, l); ok {
+			r.reserve(name, addr, ln)
+		}
 	}
 	for name := range r.unbound {
 		if s.Listeners[name] == nil {
 			delete(r.unbound, name)
+		}
+	}
+	for name, res := range r.reserved {
+		if cfg.listeners[name] != nil || s.Listeners[name] == nil || listenerAddr(s.Listeners[name]) != res.addr {
+			r.reserve(name, "", nil)
 		}
 	}
 
@@ -341,9 +356,80 @@ func (r *Runtime) Apply(s *xdsclient.Snapshot) error {
 // unboundListener is a listener of the configuration whose address could
 // not be bound.
 type unboundListener struct {
-	lc       *listenerConfig
+	addr     string
+	lc       *listenerConfig      // nil while the listener warms
 	resource *listenerv3.Listener // as applied, to tell a changed listener
 	err      error
+}
+
+// bind listens on addr for listener name (l as applied): with the socket
+// the listener reserved while it warmed, if any. On failure it records the
+// listener as unbound, logs the failure (at ERROR once per address and
+// cause) and returns false. A listener that failed before, unchanged, is
+// left to retryBinds: bind does not try it again. Called with mu held.
+func (r *Runtime) bind(name, addr string, l *listenerv3.Listener) (net.Listener, bool) {
+	if res := r.reserved[name]; res.ln != nil && res.addr == addr {
+		delete(r.reserved, name)
+		delete(r.unbound, name)
+		return res.ln, true
+	}
+	prev := r.unbound[name]
+	if prev != nil && prev.addr == addr && proto.Equal(prev.resource, l) {
+		return nil, false
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		err = bindCause(err)
+		r.unbound[name] = &unboundListener{addr: addr, resource: l, err: err}
+		lvl := slog.LevelError
+		if prev != nil && prev.addr == addr && prev.err.Error() == err.Error() {
+			lvl = slog.LevelDebug
+		}
+		r.log.Log(context.Background(), lvl, "a listener cannot bind its address; the other listeners serve",
+			"listener", name, "address", addr, "error", err)
+		return nil, false
+	}
+	delete(r.unbound, name)
+	return ln, true
+}
+
+// bindCause is why net.Listen failed, without the address it repeats
+// ("address already in use" rather than "listen tcp 0.0.0.0:80: bind:
+// address already in use").
+func bindCause(err error) error {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err
+	}
+	return err
+}
+
+// reservedSocket is the socket of a listener that warms, bound to addr
+// (as the listener names it).
+type reservedSocket struct {
+	addr string
+	ln   net.Listener
+}
+
+// reserve holds ln, bound to addr, as the socket of warming listener name,
+// closing the one it held; a nil ln only closes. Called with mu held.
+func (r *Runtime) reserve(name, addr string, ln net.Listener) {
+	if old := r.reserved[name]; old.ln != nil {
+		_ = old.ln.Close()
+		delete(r.reserved, name)
+	}
+	if ln != nil {
+		r.reserved[name] = reservedSocket{addr: addr, ln: ln}
+	}
+}
+
+// listenerAddr is the host:port a listener binds, or "" if it has none.
+func listenerAddr(l *listenerv3.Listener) string {
+	sa := l.GetAddress().GetSocketAddress()
+	if sa == nil {
+		return ""
+	}
+	return joinHostPort(sa.GetAddress(), sa.GetPortValue())
 }
 
 // keepPrevious serves, in place of listener name that could not be bound,
@@ -370,7 +456,7 @@ func (r *Runtime) unboundError() error {
 		u := r.unbound[n]
 		pe.Resources = append(pe.Resources, xdsclient.ResourceError{
 			TypeURL: xdsclient.ListenerType, Name: n,
-			Err: fmt.Errorf("binding %s: %w", u.lc.addr, u.err),
+			Err: fmt.Errorf("binding %s: %w", u.addr, u.err),
 		})
 	}
 	return pe
@@ -417,7 +503,8 @@ func (r *Runtime) retryBinds() {
 }
 
 // bindUnbound tries to bind each unbound listener once and serves those it
-// binds. It reports whether that left none unbound.
+// binds (a warming one holds its socket until it is applied). It reports
+// whether that left none unbound.
 func (r *Runtime) bindUnbound() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -426,32 +513,35 @@ func (r *Runtime) bindUnbound() bool {
 	}
 	var bound []*listenerConfig
 	for name, u := range r.unbound {
-		ln, err := net.Listen("tcp", u.lc.addr)
+		ln, err := net.Listen("tcp", u.addr)
 		if err != nil {
-			u.err = err
-			r.log.Debug("a listener still cannot bind its address", "listener", name, "address", u.lc.addr, "error", err)
+			u.err = bindCause(err)
+			r.log.Debug("a listener still cannot bind its address", "listener", name, "address", u.addr, "error", err)
 			continue
 		}
 		delete(r.unbound, name)
+		r.log.Info("a listener that could not bind its address now has it", "listener", name, "address", u.addr)
+		if u.lc == nil {
+			r.reserve(name, u.addr, ln)
+			continue
+		}
 		if cur := r.servers[name]; cur != nil {
 			r.retire(cur)
 		}
 		r.servers[name] = r.newServer(u.lc, ln)
 		bound = append(bound, u.lc)
-		r.log.Info("a listener that could not bind its address now serves", "listener", name, "address", u.lc.addr)
 	}
-	if len(bound) == 0 {
-		return false
-	}
-	cur := r.cfg.Load()
-	next := *cur
-	next.listeners = maps.Clone(cur.listeners)
-	for _, lc := range bound {
-		next.listeners[lc.name] = lc
-	}
-	r.cfg.Store(&next)
-	for _, lc := range bound {
-		r.servers[lc.name].start()
+	if len(bound) > 0 {
+		cur := r.cfg.Load()
+		next := *cur
+		next.listeners = maps.Clone(cur.listeners)
+		for _, lc := range bound {
+			next.listeners[lc.name] = lc
+		}
+		r.cfg.Store(&next)
+		for _, lc := range bound {
+			r.servers[lc.name].start()
+		}
 	}
 	return len(r.unbound) == 0
 }
@@ -480,6 +570,9 @@ func (r *Runtime) Close(ctx context.Context) error {
 	}
 	r.closed = true
 	close(r.stop)
+	for name := range r.reserved {
+		r.reserve(name, "", nil)
+	}
 	servers := r.servers
 	r.servers = map[string]*server{}
 	r.mu.Unlock()
@@ -597,7 +690,7 @@ func (r *Runtime) compileWith(s *xdsclient.Snapshot, old *config, env *compileEn
 				// Make before break: a route table that moves traffic to a
 				// cluster whose endpoints have not arrived yet waits for
 				// them; until then the previous table keeps serving.
-				r.log.Info("route configuration waits for the endpoints of a cluster", "route_configuration", name, "cluster", c)
+				r.log.Debug("route configuration waits for the endpoints of a cluster", "route_configuration", name, "cluster", c)
 				tables[name] = prev
 				reused[prev] = true
 				continue
@@ -627,7 +720,7 @@ func (r *Runtime) compileWith(s *xdsclient.Snapshot, old *config, env *compileEn
 			if prev := old.listeners[name]; prev != nil {
 				cfg.listeners[name] = prev
 			}
-			r.log.Info("listener warming", "listener", name, "waiting_for", err.Error())
+			r.log.Debug("listener warming", "listener", name, "waiting_for", err.Error())
 			continue
 		}
 		if err != nil {

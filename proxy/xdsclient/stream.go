@@ -112,7 +112,7 @@ func (s *adsStream) ackServed(typeURL string, servesAll func() bool) {
 		s.c.log.Debug("late ACK not sent", "type", shortType(typeURL), "error", err)
 		return
 	}
-	s.c.log.Info("every resource of the configuration now serves; ACKed it", "type", shortType(typeURL), "version", resp.GetVersionInfo())
+	s.c.log.Debug("every resource of the configuration now serves; ACKed it", "type", shortType(typeURL), "version", resp.GetVersionInfo())
 }
 
 // send sends a request, with the node on the stream's first one only.
@@ -205,8 +205,9 @@ func (s *adsStream) handle(resp *discoveryv3.DiscoveryResponse) error {
 		"previous_version", prevVersion, "resources", len(resp.GetResources()))
 	if len(failed) > 0 {
 		s.partial[typeURL] = resp
+		// The Applier logged each resource that does not serve.
 		msg, details := nackDetail(typeURL, failed)
-		if err := s.sendNACK(resp, prevVersion, msg, details); err != nil {
+		if err := s.sendNACK(resp, prevVersion, msg, details, slog.LevelDebug); err != nil {
 			return err
 		}
 	} else if err := s.ack(resp); err != nil {
@@ -275,17 +276,17 @@ func (s *adsStream) ack(resp *discoveryv3.DiscoveryResponse) error {
 
 // nack rejects resp, keeping kept as the accepted version.
 func (s *adsStream) nack(resp *discoveryv3.DiscoveryResponse, kept string, cause error) error {
-	return s.sendNACK(resp, kept, cause.Error(), nil)
+	return s.sendNACK(resp, kept, cause.Error(), nil, slog.LevelError)
 }
 
 // sendNACK rejects resp (all of it, or the resources msg names), keeping
-// kept as the accepted version. The same rejection is logged at ERROR once,
-// not again each time the control plane resends it.
-func (s *adsStream) sendNACK(resp *discoveryv3.DiscoveryResponse, kept, msg string, details []*anypb.Any) error {
+// kept as the accepted version. The rejection is logged at level once, and
+// at DEBUG each time the control plane resends it.
+func (s *adsStream) sendNACK(resp *discoveryv3.DiscoveryResponse, kept, msg string, details []*anypb.Any, level slog.Level) error {
 	typeURL := resp.GetTypeUrl()
 	lvl := slog.LevelDebug
 	if s.c.firstReport(typeURL, msg) {
-		lvl = slog.LevelError
+		lvl = level
 	}
 	s.c.log.Log(context.Background(), lvl, "the proxy cannot serve configuration from the control plane and keeps the previous one",
 		"type", shortType(typeURL), "rejected_version", resp.GetVersionInfo(), "kept_version", kept, "error", msg)

@@ -194,7 +194,7 @@ func (s *Server) request(key streamKey, node *core.Node, typeURL, nonce, ackedVe
 		lvl := slog.LevelDebug
 		if s.reported[reportKey] != detail.GetMessage() {
 			s.reported[reportKey] = detail.GetMessage()
-			lvl = slog.LevelError
+			lvl = s.nackLevel
 		}
 		s.streamMu.Unlock()
 		s.metrics.nacks.WithLabelValues(typeURL).Inc()

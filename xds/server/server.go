@@ -58,6 +58,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// ShutdownGrace bounds the graceful stop in Serve; DefaultShutdownGrace when zero.
 	ShutdownGrace time.Duration
+	// ProxiesLogHere says that the proxies log where the server does
+	// (`sekisho run`): a NACK is then logged at DEBUG, since the proxy has
+	// logged why at ERROR; otherwise at ERROR, once.
+	ProxiesLogHere bool
 	// OnDataPlaneChange, when set, is called with a gateway key when what
 	// its proxies do with its listeners may have changed (an ACK or NACK of
 	// listeners, a proxy that leaves); DataPlane says what they do. It must
@@ -83,6 +87,7 @@ type Server struct {
 	reported map[string]string
 
 	onDataPlane func(gateway string)
+	nackLevel   slog.Level
 }
 
 // gatewayState is what was last installed for one gateway.
@@ -127,6 +132,10 @@ func New(opts Options) *Server {
 		reported: make(map[string]string),
 
 		onDataPlane: opts.OnDataPlaneChange,
+		nackLevel:   slog.LevelError,
+	}
+	if opts.ProxiesLogHere {
+		s.nackLevel = slog.LevelDebug
 	}
 	cl := cacheLogger{log: logger.With("subsystem", "cache")}
 	s.cache = cachev3.NewSnapshotCache(true, gatewayHash{}, cl)
