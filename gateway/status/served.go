@@ -62,7 +62,7 @@ func (s *Set) WithServing(served map[types.NamespacedName]map[gwv1.SectionName]S
 		for i := range st.Listeners {
 			l := &st.Listeners[i]
 			sv, ok := listeners[l.Name]
-			c := findCondition(l.Conditions, string(gwv1.ListenerConditionProgrammed))
+			c := FindCondition(l.Conditions, string(gwv1.ListenerConditionProgrammed))
 			if !ok || c == nil || c.Status != metav1.ConditionTrue {
 				continue
 			}
@@ -83,7 +83,7 @@ func (s *Set) WithServing(served map[types.NamespacedName]map[gwv1.SectionName]S
 			c.Message = sv.Message
 			msgs[name] = sv.Message
 		}
-		gc := findCondition(st.Conditions, string(gwv1.GatewayConditionProgrammed))
+		gc := FindCondition(st.Conditions, string(gwv1.GatewayConditionProgrammed))
 		if gc == nil || gc.Status != metav1.ConditionTrue {
 			continue
 		}
@@ -117,7 +117,8 @@ func listenersMessage(what string, names []string, msgs map[string]string) strin
 	return fmt.Sprintf("%s %s %s: %s", noun, strings.Join(quoted, ", "), what, msgs[names[0]])
 }
 
-func findCondition(conds []metav1.Condition, typ string) *metav1.Condition {
+// FindCondition returns the condition of type typ in conds, or nil.
+func FindCondition(conds []metav1.Condition, typ string) *metav1.Condition {
 	for i := range conds {
 		if conds[i].Type == typ {
 			return &conds[i]

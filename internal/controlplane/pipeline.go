@@ -215,6 +215,12 @@ func (p *Pipeline) ServedStatus() *status.Set {
 	return result.Status.WithServing(served)
 }
 
+// ProxiesConnected counts the proxies of gateway (namespace/name)
+// connected to this control plane.
+func (p *Pipeline) ProxiesConnected(gateway string) int {
+	return p.server.DataPlane(gateway).Proxies
+}
+
 // servingOf says what the proxies of a Gateway do with its xDS listener
 // name (on port).
 //
