@@ -675,7 +675,7 @@ func (r *Runtime) compileWith(s *xdsclient.Snapshot, old *config, env *compileEn
 		if edsName == "" {
 			edsName = name
 		}
-		cc, err := upstream.Compile(cl, s.Endpoints[edsName], old.clusters[name], upstream.Options{Now: r.opts.Now})
+		cc, err := upstream.Compile(cl, s.Endpoints[edsName], old.clusters[name], upstream.Options{Now: r.opts.Now, Logger: r.log})
 		if err != nil {
 			return nil, err
 		}
