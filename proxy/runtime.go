@@ -44,6 +44,14 @@
 //     connect failures and resets, 504 when the route's timeout (or the last
 //     per-try timeout) expires before the response starts, 502 for a
 //     malformed upstream response.
+//   - A listener whose address cannot be bound (the port is taken) is
+//     reported as Envoy reports it, in the NACK of the listeners, while the
+//     other listeners are applied; a warming listener binds its socket at
+//     once, as Envoy does. Unlike Envoy, which tries such a listener again
+//     only with the next listener update, the runtime retries the bind (1s,
+//     doubling up to 30s) and, once every listener is bound, the ADS client
+//     ACKs the listeners it NACKed, so that the control plane sees the
+//     listener Programmed without a configuration change.
 //   - The HTTP filters a connection manager may run before the router
 //     (local_ratelimit, ext_authz, ratelimit) act between routing and the
 //     route's action; see filters.go. A listener whose connection manager
