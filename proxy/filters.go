@@ -336,16 +336,34 @@ func kind(x *ext.HTTPFilter) string { return strings.TrimPrefix(x.Name, "envoy.f
 func (c *config) leases() map[*ext.Lease]bool {
 	out := map[*ext.Lease]bool{}
 	for _, lc := range c.listeners {
-		for _, ch := range lc.chains {
-			if ch.filters != nil {
-				out[ch.filters.lease] = true
-			}
-		}
+		lc.addLeases(out)
 	}
 	for _, l := range c.tableLeases {
 		out[l] = true
 	}
 	return out
+}
+
+// addLeases adds the leases of the listener's filter chains to out.
+func (lc *listenerConfig) addLeases(out map[*ext.Lease]bool) {
+	for _, ch := range lc.chains {
+		if ch.filters != nil {
+			out[ch.filters.lease] = true
+		}
+	}
+}
+
+// heldLeases returns the leases the runtime holds while cfg serves: cfg's,
+// and those of the listeners waiting for their address (r.unbound), which
+// serve as they are once it is bound. Called with mu held.
+func (r *Runtime) heldLeases(cfg *config) map[*ext.Lease]bool {
+	held := cfg.leases()
+	for _, u := range r.unbound {
+		if u.lc != nil {
+			u.lc.addLeases(held)
+		}
+	}
+	return held
 }
 
 // discard releases the shared state of a compilation that is not applied.
@@ -355,32 +373,44 @@ func (e *compileEnv) discard() {
 	}
 }
 
-// commit is called once cfg, compiled by e, replaced old (Runtime.mu held):
+// commit is called once cfg, compiled by e, is stored (Runtime.mu held):
 // the filters learn their clusters' state, the leases of what e compiled
-// but cfg does not hold (a listener that warms) are released at once, and
-// those only old held after a grace period.
-func (e *compileEnv) commit(old, cfg *config) {
+// that the runtime does not hold (a listener that warms) are released at
+// once, and those it held before (oldHeld) and holds no more after a grace
+// period.
+func (e *compileEnv) commit(cfg *config, oldHeld, held map[*ext.Lease]bool) {
 	for _, lc := range cfg.listeners {
-		for _, ch := range lc.chains {
-			if ch.filters == nil {
-				continue
-			}
-			for _, w := range ch.filters.watches {
-				if cl := cfg.clusters[w.cluster]; cl != nil && w.f != nil {
-					w.f(extCluster(cl))
-				}
-			}
-		}
+		lc.feedClusters(cfg.clusters)
 	}
-	held := cfg.leases()
 	for _, l := range e.leases {
 		if !held[l] {
 			l.Release(false)
 		}
 	}
-	for l := range old.leases() {
+	releaseUnheld(oldHeld, held)
+}
+
+// releaseUnheld releases, after a grace period, the leases of oldHeld that
+// held no longer has.
+func releaseUnheld(oldHeld, held map[*ext.Lease]bool) {
+	for l := range oldHeld {
 		if !held[l] {
 			l.Release(true)
+		}
+	}
+}
+
+// feedClusters gives the listener's filters the state of the clusters they
+// watch.
+func (lc *listenerConfig) feedClusters(clusters map[string]*upstream.Cluster) {
+	for _, ch := range lc.chains {
+		if ch.filters == nil {
+			continue
+		}
+		for _, w := range ch.filters.watches {
+			if cl := clusters[w.cluster]; cl != nil && w.f != nil {
+				w.f(extCluster(cl))
+			}
 		}
 	}
 }

@@ -55,6 +55,14 @@
 //     connect failures and resets, 504 when the route's timeout (or the last
 //     per-try timeout) expires before the response starts, 502 for a
 //     malformed upstream response.
+//   - A listener whose address cannot be bound (the port is taken) is
+//     reported as Envoy reports it, in the NACK of the listeners, while the
+//     other listeners are applied; a warming listener binds its socket at
+//     once, as Envoy does. Unlike Envoy, which tries such a listener again
+//     only with the next listener update, the runtime retries the bind (1s,
+//     doubling up to 30s) and, once every listener is bound, the ADS client
+//     ACKs the listeners it NACKed, so that the control plane sees the
+//     listener Programmed without a configuration change.
 //   - The HTTP filters a connection manager may run before the router
 //     (any registered extension: local_ratelimit, ext_authz, ratelimit)
 //     act between routing and the route's action; see filters.go and
@@ -67,11 +75,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -79,6 +87,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
@@ -106,6 +117,13 @@ type Options struct {
 	AccessLog io.Writer
 	// Now is the clock of outlier detection; nil: time.Now.
 	Now func() time.Time
+	// OnListenersServe is called when every listener that could not be
+	// bound when applied has been bound by a later retry (see Apply); the
+	// ADS client then ACKs the listeners it had NACKed (AckServed).
+	OnListenersServe func()
+	// BindRetry is the first wait before binding a listener again; it
+	// doubles up to 30s. Zero: one second.
+	BindRetry time.Duration
 }
 
 // Runtime serves the configuration it was last given.
@@ -121,6 +139,15 @@ type Runtime struct {
 	servers  map[string]*server
 	closed   bool
 	draining sync.WaitGroup
+	// unbound are the listeners of the configuration whose address could
+	// not be bound, by name; retryBinds tries them again while any are
+	// left. Guarded by mu.
+	unbound  map[string]*unboundListener
+	retrying bool
+	// reserved are the sockets of listeners that warm, by name. Guarded by
+	// mu.
+	reserved map[string]reservedSocket
+	stop     chan struct{} // closed by Close
 
 	hijackedMu sync.Mutex
 	hijacked   map[net.Conn]struct{}
@@ -177,6 +204,9 @@ func New(opts Options) *Runtime {
 		log:      log,
 		metrics:  newMetrics(opts.Registerer, opts.Gateway),
 		servers:  map[string]*server{},
+		unbound:  map[string]*unboundListener{},
+		reserved: map[string]reservedSocket{},
+		stop:     make(chan struct{}),
 		hijacked: map[net.Conn]struct{}{},
 		shared:   ext.NewPool(sharedGrace),
 	}
@@ -230,6 +260,15 @@ func (r *Runtime) Addr(listener string) string {
 // listeners and swaps it in; requests already running finish with the
 // configuration they started with. On error the previous configuration
 // stays and the error says which resource and field could not be honoured.
+//
+// A listener whose address cannot be bound (the port is taken) does not
+// hold the others back, as in Envoy: the rest of s is applied, the listener
+// keeps its previous address if it had one, and Apply returns an
+// *xdsclient.PartialError naming it and the cause. Unlike Envoy, which
+// tries again only on the next listener update, the runtime then retries the
+// bind with backoff; once every such listener serves it calls
+// Options.OnListenersServe. A later Apply that brings the same listener
+// unchanged leaves it to that retry, and still reports it.
 func (r *Runtime) Apply(s *xdsclient.Snapshot) error {
 	if s == nil {
 		return errors.New("applying configuration: snapshot is nil")
@@ -244,27 +283,56 @@ func (r *Runtime) Apply(s *xdsclient.Snapshot) error {
 	if err != nil {
 		return err
 	}
+	oldHeld := r.heldLeases(old)
 
-	// Bind what is new before anything changes, so a bind failure leaves
-	// everything as it was.
+	// Bind what is new before anything changes.
 	fresh := map[string]*server{}
+	failed := map[string]bool{}
 	for name, lc := range cfg.listeners {
 		if cur := r.servers[name]; cur != nil && cur.addr == lc.addr && cur.tls == lc.tls {
+			delete(r.unbound, name)
 			continue
 		}
-		ln, err := net.Listen("tcp", lc.addr)
-		if err != nil {
-			for _, s := range fresh {
-				_ = s.ln.Close()
-			}
-			env.discard()
-			return fmt.Errorf("listener %q: binding %s: %w", name, lc.addr, err)
+		ln, ok := r.bind(name, lc.addr, s.Listeners[name])
+		if !ok {
+			r.unbound[name].lc = lc
+			failed[name] = true
+			r.keepPrevious(cfg, old, name)
+			continue
 		}
 		fresh[name] = r.newServer(lc, ln)
 	}
+	// A listener that warms (its route configuration or certificate has not
+	// arrived) holds its socket already, as Envoy binds a listener when it
+	// is added: a port that is taken is answered with the listeners.
+	for name, l := range s.Listeners {
+		if cfg.listeners[name] != nil || failed[name] {
+			continue
+		}
+		if u := r.unbound[name]; u != nil {
+			u.lc = nil // warming again: retryBinds only reserves its socket
+		}
+		addr := listenerAddr(l)
+		if addr == "" || r.reserved[name].addr == addr {
+			continue
+		}
+		if ln, ok := r.bind(name, addr, l); ok {
+			r.reserve(name, addr, ln)
+		}
+	}
+	for name := range r.unbound {
+		if s.Listeners[name] == nil {
+			delete(r.unbound, name)
+		}
+	}
+	for name, res := range r.reserved {
+		if cfg.listeners[name] != nil || s.Listeners[name] == nil || listenerAddr(s.Listeners[name]) != res.addr {
+			r.reserve(name, "", nil)
+		}
+	}
 
 	r.cfg.Store(cfg)
-	env.commit(old, cfg)
+	env.commit(cfg, oldHeld, r.heldLeases(cfg))
 
 	for name, cur := range r.servers {
 		lc, keep := cfg.listeners[name]
@@ -272,15 +340,7 @@ func (r *Runtime) Apply(s *xdsclient.Snapshot) error {
 			continue
 		}
 		delete(r.servers, name)
-		r.draining.Add(1)
-		go func(s *server) {
-			defer r.draining.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
-			if err := s.shutdown(ctx); err != nil {
-				r.log.Warn("draining listener", "listener", s.name, "error", err)
-			}
-		}(cur)
+		r.retire(cur)
 	}
 	for name, s := range fresh {
 		r.servers[name] = s
@@ -293,9 +353,228 @@ func (r *Runtime) Apply(s *xdsclient.Snapshot) error {
 			c.Close()
 		}
 	}
-	r.log.Info("applied configuration", "listeners", len(cfg.listeners), "routes", len(s.Routes),
-		"clusters", len(cfg.clusters), "secrets", len(s.Secrets))
-	return nil
+	r.log.Debug("applied configuration", "listeners", len(cfg.listeners), "routes", len(s.Routes),
+		"clusters", len(cfg.clusters), "secrets", len(s.Secrets), "unbound_listeners", len(r.unbound))
+	if len(r.unbound) == 0 {
+		return nil
+	}
+	if !r.retrying {
+		r.retrying = true
+		go r.retryBinds()
+	}
+	return r.unboundError()
+}
+
+// unboundListener is a listener of the configuration whose address could
+// not be bound.
+type unboundListener struct {
+	addr     string
+	lc       *listenerConfig      // nil while the listener warms
+	resource *listenerv3.Listener // as applied, to tell a changed listener
+	err      error
+}
+
+// bind listens on addr for listener name (l as applied): with the socket
+// the listener reserved while it warmed, if any. On failure it records the
+// listener as unbound, logs the failure (at ERROR once per address and
+// cause) and returns false. A listener that failed before, unchanged, is
+// left to retryBinds: bind does not try it again. Called with mu held.
+func (r *Runtime) bind(name, addr string, l *listenerv3.Listener) (net.Listener, bool) {
+	if res := r.reserved[name]; res.ln != nil && res.addr == addr {
+		delete(r.reserved, name)
+		delete(r.unbound, name)
+		return res.ln, true
+	}
+	prev := r.unbound[name]
+	if prev != nil && prev.addr == addr && proto.Equal(prev.resource, l) {
+		return nil, false
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		err = bindCause(err)
+		r.unbound[name] = &unboundListener{addr: addr, resource: l, err: err}
+		lvl := slog.LevelError
+		if prev != nil && prev.addr == addr && prev.err.Error() == err.Error() {
+			lvl = slog.LevelDebug
+		}
+		r.log.Log(context.Background(), lvl, "a listener cannot bind its address; the other listeners serve",
+			"listener", name, "address", addr, "error", err)
+		return nil, false
+	}
+	delete(r.unbound, name)
+	return ln, true
+}
+
+// bindCause is why net.Listen failed, without the address it repeats
+// ("address already in use" rather than "listen tcp 0.0.0.0:80: bind:
+// address already in use").
+func bindCause(err error) error {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err
+	}
+	return err
+}
+
+// reservedSocket is the socket of a listener that warms, bound to addr
+// (as the listener names it).
+type reservedSocket struct {
+	addr string
+	ln   net.Listener
+}
+
+// reserve holds ln, bound to addr, as the socket of warming listener name,
+// closing the one it held; a nil ln only closes. Called with mu held.
+func (r *Runtime) reserve(name, addr string, ln net.Listener) {
+	if old := r.reserved[name]; old.ln != nil {
+		_ = old.ln.Close()
+		delete(r.reserved, name)
+	}
+	if ln != nil {
+		r.reserved[name] = reservedSocket{addr: addr, ln: ln}
+	}
+}
+
+// listenerAddr is the host:port a listener binds, or "" if it has none.
+func listenerAddr(l *listenerv3.Listener) string {
+	sa := l.GetAddress().GetSocketAddress()
+	if sa == nil {
+		return ""
+	}
+	return joinHostPort(sa.GetAddress(), sa.GetPortValue())
+}
+
+// keepPrevious serves, in place of listener name that could not be bound,
+// its previous configuration, if it had one (it keeps its old address), or
+// nothing.
+func (r *Runtime) keepPrevious(cfg, old *config, name string) {
+	if prev := old.listeners[name]; prev != nil && r.servers[name] != nil {
+		cfg.listeners[name] = prev
+		return
+	}
+	delete(cfg.listeners, name)
+}
+
+// unboundError names every listener that could not be bound. Called with
+// mu held.
+func (r *Runtime) unboundError() error {
+	names := make([]string, 0, len(r.unbound))
+	for n := range r.unbound {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	pe := &xdsclient.PartialError{}
+	for _, n := range names {
+		u := r.unbound[n]
+		pe.Resources = append(pe.Resources, xdsclient.ResourceError{
+			TypeURL: xdsclient.ListenerType, Name: n,
+			Err: fmt.Errorf("binding %s: %w", u.addr, u.err),
+		})
+	}
+	return pe
+}
+
+// ListenersServe reports whether every listener of the configuration is
+// bound.
+func (r *Runtime) ListenersServe() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.unbound) == 0
+}
+
+// retryBinds binds the unbound listeners again, with backoff, until all
+// are bound, none are left, or the runtime closes.
+func (r *Runtime) retryBinds() {
+	wait := r.opts.BindRetry
+	if wait <= 0 {
+		wait = time.Second
+	}
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-r.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(wait*2, 30*time.Second)
+		served := r.bindUnbound()
+		if served && r.opts.OnListenersServe != nil {
+			r.opts.OnListenersServe()
+		}
+		r.mu.Lock()
+		done := r.closed || len(r.unbound) == 0
+		if done {
+			r.retrying = false
+		}
+		r.mu.Unlock()
+		if done {
+			return
+		}
+	}
+}
+
+// bindUnbound tries to bind each unbound listener once and serves those it
+// binds (a warming one holds its socket until it is applied). It reports
+// whether that left none unbound.
+func (r *Runtime) bindUnbound() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || len(r.unbound) == 0 {
+		return false
+	}
+	oldHeld := r.heldLeases(r.cfg.Load())
+	var bound []*listenerConfig
+	for name, u := range r.unbound {
+		ln, err := net.Listen("tcp", u.addr)
+		if err != nil {
+			u.err = bindCause(err)
+			r.log.Debug("a listener still cannot bind its address", "listener", name, "address", u.addr, "error", err)
+			continue
+		}
+		delete(r.unbound, name)
+		r.log.Info("a listener that could not bind its address now has it", "listener", name, "address", u.addr)
+		if u.lc == nil {
+			r.reserve(name, u.addr, ln)
+			continue
+		}
+		if cur := r.servers[name]; cur != nil {
+			r.retire(cur)
+		}
+		r.servers[name] = r.newServer(u.lc, ln)
+		bound = append(bound, u.lc)
+	}
+	if len(bound) > 0 {
+		cur := r.cfg.Load()
+		next := *cur
+		next.listeners = maps.Clone(cur.listeners)
+		for _, lc := range bound {
+			next.listeners[lc.name] = lc
+		}
+		r.cfg.Store(&next)
+		for _, lc := range bound {
+			lc.feedClusters(next.clusters)
+			r.servers[lc.name].start()
+		}
+		// The listeners bound replace the ones kept serving in their place:
+		// what only those held is released.
+		releaseUnheld(oldHeld, r.heldLeases(&next))
+	}
+	return len(r.unbound) == 0
+}
+
+// retire stops a server that no configuration uses any more, letting its
+// requests finish. Called with mu held.
+func (r *Runtime) retire(s *server) {
+	r.draining.Add(1)
+	go func() {
+		defer r.draining.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if err := s.shutdown(ctx); err != nil {
+			r.log.Warn("draining listener", "listener", s.name, "error", err)
+		}
+	}()
 }
 
 // Close stops accepting, lets in-flight requests finish (until ctx is done),
@@ -307,6 +586,10 @@ func (r *Runtime) Close(ctx context.Context) error {
 		return nil
 	}
 	r.closed = true
+	close(r.stop)
+	for name := range r.reserved {
+		r.reserve(name, "", nil)
+	}
 	servers := r.servers
 	r.servers = map[string]*server{}
 	r.mu.Unlock()
@@ -397,7 +680,7 @@ func (r *Runtime) compileWith(s *xdsclient.Snapshot, old *config, env *compileEn
 		if edsName == "" {
 			edsName = name
 		}
-		cc, err := upstream.Compile(cl, s.Endpoints[edsName], old.clusters[name], upstream.Options{Now: r.opts.Now})
+		cc, err := upstream.Compile(cl, s.Endpoints[edsName], old.clusters[name], upstream.Options{Now: r.opts.Now, Logger: r.log})
 		if err != nil {
 			return nil, err
 		}
@@ -411,7 +694,7 @@ func (r *Runtime) compileWith(s *xdsclient.Snapshot, old *config, env *compileEn
 				// Make before break: a route table that moves traffic to a
 				// cluster whose endpoints have not arrived yet waits for
 				// them; until then the previous table keeps serving.
-				r.log.Info("route configuration waits for the endpoints of a cluster", "route_configuration", name, "cluster", c)
+				r.log.Debug("route configuration waits for the endpoints of a cluster", "route_configuration", name, "cluster", c)
 				tables[name] = prev
 				env.keepTable(prev, old)
 				continue
@@ -438,7 +721,7 @@ func (r *Runtime) compileWith(s *xdsclient.Snapshot, old *config, env *compileEn
 			if prev := old.listeners[name]; prev != nil {
 				cfg.listeners[name] = prev
 			}
-			r.log.Info("listener warming", "listener", name, "waiting_for", err.Error())
+			r.log.Debug("listener warming", "listener", name, "waiting_for", err.Error())
 			continue
 		}
 		if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sekisho/sekisho/gateway/provider/file"
 	"github.com/sekisho/sekisho/gateway/resource"
+	"github.com/sekisho/sekisho/gateway/status"
 	gwtranslate "github.com/sekisho/sekisho/gateway/translate"
 	"github.com/sekisho/sekisho/internal/admin"
 	"github.com/sekisho/sekisho/internal/controlplane"
@@ -32,12 +34,12 @@ type controlPlane struct {
 	applied func(*gwtranslate.Result) // optional: called after each apply
 }
 
-func newControlPlane(dir, xdsAddr string, topts gwtranslate.Options, log *slog.Logger, reg prometheus.Registerer) (*controlPlane, error) {
+func newControlPlane(dir, xdsAddr string, topts gwtranslate.Options, embedded bool, log *slog.Logger, reg prometheus.Registerer) (*controlPlane, error) {
 	lis, err := net.Listen("tcp", xdsAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listening for xDS on %s: %w", xdsAddr, err)
 	}
-	srv := server.New(server.Options{Logger: log, Registerer: reg})
+	srv := server.New(server.Options{Logger: log, Registerer: reg, ProxiesLogHere: embedded})
 	pipe := controlplane.New(srv, controlplane.Options{
 		Translate:  topts,
 		Logger:     log.With("component", "controlplane"),
@@ -70,11 +72,24 @@ func pipelineReady(pipe *controlplane.Pipeline) error {
 	return nil
 }
 
-// statusHandler serves the status table of the last view pipe applied.
+// statusHandler serves the status of the last view pipe applied, with
+// Programmed saying what the proxies serve: a table, or with ?format=json
+// (or Accept: application/json) a JSON array of rows.
 func statusHandler(pipe *controlplane.Pipeline) http.HandlerFunc {
-	return func(w http.ResponseWriter, _ *http.Request) {
-		if r := pipe.Result(); r != nil {
-			_ = r.Status.WriteTable(w)
+	return func(w http.ResponseWriter, r *http.Request) {
+		set := pipe.ServedStatus()
+		if r.URL.Query().Get("format") == "json" || strings.Contains(r.Header.Get("Accept"), "application/json") {
+			rows := []status.Row{}
+			if set != nil {
+				rows = set.Rows()
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(rows)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if set != nil {
+			_ = set.WriteTable(w)
 		}
 	}
 }
@@ -85,12 +100,14 @@ type controlPlaneFlags struct {
 	logJSON                                        *bool
 	// authzAddr and rateLimitAddr are where proxies reach the services.
 	authzAddr, rateLimitAddr *string
+	// embedded: the proxies run in this process and log here (sekisho run).
+	embedded bool
 }
 
-func addControlPlaneFlags(fs *flag.FlagSet, adminDefault, adminPages string) controlPlaneFlags {
+func addControlPlaneFlags(fs *flag.FlagSet, xdsDefault, adminDefault, adminPages string) controlPlaneFlags {
 	return controlPlaneFlags{
 		dir:         dirFlag(fs),
-		xdsAddr:     fs.String("xds-address", "127.0.0.1:18000", "address to serve xDS (ADS over gRPC) on"),
+		xdsAddr:     fs.String("xds-address", xdsDefault, "address to serve xDS (ADS over gRPC) on"),
 		adminAddr:   fs.String("admin-address", adminDefault, "address to serve "+adminPages+" on"),
 		gatewayAddr: fs.String("gateway-address", "127.0.0.1", "address reported in Gateway status when a Gateway sets none"),
 		logLevel:    fs.String("log-level", "info", "debug, info, warn or error"),
@@ -142,7 +159,7 @@ func (f controlPlaneFlags) start(stderr io.Writer) (*slog.Logger, *admin.Server,
 		return nil, nil, nil, nil, err
 	}
 	adm := admin.New(nil)
-	cp, err := newControlPlane(*f.dir, *f.xdsAddr, topts, log, adm.Registry)
+	cp, err := newControlPlane(*f.dir, *f.xdsAddr, topts, f.embedded, log, adm.Registry)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -157,7 +174,7 @@ func (f controlPlaneFlags) start(stderr io.Writer) (*slog.Logger, *admin.Server,
 
 func runController(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("controller", stderr)
-	flags := addControlPlaneFlags(fs, "127.0.0.1:18001", "/healthz, /readyz, /metrics and /status")
+	flags := addControlPlaneFlags(fs, "127.0.0.1:18000", "127.0.0.1:18001", "/healthz, /readyz, /metrics and /status")
 	flags.addServiceAddressFlags(fs)
 	kf := addKubeFlags(fs)
 	if err := parse(fs, args); err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -26,6 +27,7 @@ import (
 	"github.com/sekisho/sekisho/gateway/infra"
 	"github.com/sekisho/sekisho/gateway/provider/kube"
 	"github.com/sekisho/sekisho/gateway/resource"
+	"github.com/sekisho/sekisho/gateway/status"
 	gwtranslate "github.com/sekisho/sekisho/gateway/translate"
 	"github.com/sekisho/sekisho/internal/admin"
 	"github.com/sekisho/sekisho/internal/controlplane"
@@ -98,7 +100,15 @@ func runKubeController(ctx context.Context, flags controlPlaneFlags, kf kubeFlag
 		xdsLis.Close()
 		return fmt.Errorf("listening for admin on %s: %w", *flags.adminAddr, err)
 	}
-	srv := server.New(server.Options{Logger: log, Registerer: adm.Registry})
+	// What the proxies do with their Gateway's listeners is status: a
+	// change (an ACK, a NACK, a proxy that leaves) asks for a reconcile.
+	kick := make(chan struct{}, 1)
+	srv := server.New(server.Options{Logger: log, Registerer: adm.Registry, OnDataPlaneChange: func(string) {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}})
 	proxyXDS := *kf.proxyXDS
 	if proxyXDS == "" {
 		proxyXDS = "sekisho-controller." + *kf.namespace + ".svc:18000"
@@ -162,7 +172,7 @@ func runKubeController(ctx context.Context, flags controlPlaneFlags, kf kubeFlag
 	if !*kf.leaderElect {
 		elected = nil
 	}
-	if _, err := kube.Register(mgr, kube.Options{Logger: log, Handler: k.handle, Elected: elected}); err != nil {
+	if _, err := kube.Register(mgr, kube.Options{Logger: log, Handler: k.handle, Elected: elected, Kick: kick}); err != nil {
 		return err
 	}
 	// /readyz is the xDS server's: proxies must keep their control plane
@@ -291,12 +301,53 @@ func (k *kubeControlPlane) handle(ctx context.Context, res *resource.Resources, 
 			errs = append(errs, err)
 		}
 	}
-	n, err := k.status.Write(ctx, res, result.Status)
+	n, err := k.status.Write(ctx, res, keepWhileDisconnected(k.pipe.ServedStatus(), res, k.pipe))
 	if err != nil {
 		errs = append(errs, err)
 	}
 	k.log.Debug("reconciled", "status_updates", n, "duration", time.Since(start))
 	return errors.Join(errs...)
+}
+
+// keepWhileDisconnected keeps, for a Gateway none of whose proxies is
+// connected to this controller, the Programmed conditions its status holds
+// for its current generation, rather than write Pending: a controller that
+// restarts, or proxies that reconnect, must not turn a serving Gateway to
+// Pending and back, and proxies keep serving their configuration while
+// away from xDS (as Envoy does). A new generation with no proxy connected
+// is Pending. set belongs to the caller (ServedStatus's copy).
+//
+// With several controller replicas, proxies spread their streams over all
+// of them and only the leader writes status: it judges by the proxies
+// connected to it.
+func keepWhileDisconnected(set *status.Set, res *resource.Resources, pipe *controlplane.Pipeline) *status.Set {
+	if set == nil {
+		return nil
+	}
+	for _, gw := range res.Gateways {
+		key := status.Key(gw.Namespace, gw.Name)
+		desired := set.Gateways[key]
+		if desired == nil || pipe.ProxiesConnected(gw.Namespace+"/"+gw.Name) > 0 {
+			continue
+		}
+		keep := func(desired, written []metav1.Condition) {
+			d := status.FindCondition(desired, string(gwv1.GatewayConditionProgrammed))
+			w := status.FindCondition(written, string(gwv1.GatewayConditionProgrammed))
+			if d != nil && w != nil && d.Reason == string(gwv1.GatewayReasonPending) &&
+				w.Status == metav1.ConditionTrue && w.ObservedGeneration == gw.Generation {
+				*d = *w
+			}
+		}
+		keep(desired.Conditions, gw.Status.Conditions)
+		for i := range desired.Listeners {
+			for _, wl := range gw.Status.Listeners {
+				if wl.Name == desired.Listeners[i].Name {
+					keep(desired.Listeners[i].Conditions, wl.Conditions)
+				}
+			}
+		}
+	}
+	return set
 }
 
 // portOf is the port of a host:port ("18081" when it has none).

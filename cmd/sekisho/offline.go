@@ -6,32 +6,59 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"sort"
+	"strings"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	k8stypes "k8s.io/apimachinery/pkg/types"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/sekisho/sekisho/gateway/provider/file"
 	"github.com/sekisho/sekisho/gateway/resource"
+	"github.com/sekisho/sekisho/gateway/status"
 	gwtranslate "github.com/sekisho/sekisho/gateway/translate"
 	"github.com/sekisho/sekisho/internal/gatewayproxy"
 	"github.com/sekisho/sekisho/ir"
 	xdstranslate "github.com/sekisho/sekisho/xds/translate"
 )
 
-// offlineServices are where `sekisho run` serves its authorization and
-// rate-limit services by default: the offline commands translate a folder
-// as `sekisho run` would.
-var offlineServices = struct{ authz, rateLimit []ir.ServiceAddress }{
-	authz:     []ir.ServiceAddress{{Address: "127.0.0.1", Port: 18081}},
-	rateLimit: []ir.ServiceAddress{{Address: "127.0.0.1", Port: 18082}},
+// offlineFlags are the flags of the commands that read a folder without
+// running it (translate, validate, status).
+type offlineFlags struct {
+	dir, authz, rateLimit *string
 }
 
-// loadAndTranslate reads dir and translates it as `sekisho run` would.
-func loadAndTranslate(dir string) (*gwtranslate.Result, error) {
+// addOfflineFlags adds them. `sekisho run` picks the ports of its embedded
+// services when it starts, so a command that only reads files cannot know
+// them: it translates as for the services run apart (`sekisho authz`,
+// `sekisho ratelimit`) at their default addresses, or at those the flags
+// name. The xDS printed names those addresses; `sekisho run` serves the same
+// xDS with its own.
+func addOfflineFlags(fs *flag.FlagSet) offlineFlags {
+	return offlineFlags{
+		dir:       dirFlag(fs),
+		authz:     fs.String("authz-address", "127.0.0.1:18081", "host:port of the authorization service the xDS names (sekisho authz's default)"),
+		rateLimit: fs.String("ratelimit-address", "127.0.0.1:18082", "host:port of the rate-limit service the xDS names (sekisho ratelimit's default)"),
+	}
+}
+
+// loadAndTranslate reads the folder and translates it.
+func (f offlineFlags) loadAndTranslate() (*gwtranslate.Result, error) {
+	dir := *f.dir
 	if dir == "" {
 		return nil, fmt.Errorf("%w: -f DIR is required", errUsage)
+	}
+	authz, err := serviceAddress(*f.authz)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --authz-address: %v", errUsage, err)
+	}
+	rl, err := serviceAddress(*f.rateLimit)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --ratelimit-address: %v", errUsage, err)
 	}
 	res, problems, err := file.Load(dir)
 	if err != nil {
@@ -39,8 +66,8 @@ func loadAndTranslate(dir string) (*gwtranslate.Result, error) {
 	}
 	result := gwtranslate.Translate(res, gwtranslate.Options{
 		DefaultAddresses: []string{"127.0.0.1"},
-		AuthzService:     offlineServices.authz,
-		RateLimitService: offlineServices.rateLimit,
+		AuthzService:     []ir.ServiceAddress{*authz},
+		RateLimitService: []ir.ServiceAddress{*rl},
 	})
 	result.Problems = append(problems, result.Problems...)
 	return result, nil
@@ -52,11 +79,11 @@ func dirFlag(fs *flag.FlagSet) *string {
 
 func runValidate(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("validate", stderr)
-	dir := dirFlag(fs)
+	f := addOfflineFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	result, err := loadAndTranslate(*dir)
+	result, err := f.loadAndTranslate()
 	if err != nil {
 		return err
 	}
@@ -96,23 +123,69 @@ func runValidate(_ context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-func runStatus(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("status", stderr)
-	dir := dirFlag(fs)
+	f := addOfflineFlags(fs)
+	adminAddr := fs.String("admin", "", "the admin address of a running `sekisho run` or `sekisho controller` (e.g. 127.0.0.1:19000): print the status it serves, Programmed included, instead of reading -f DIR")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	result, err := loadAndTranslate(*dir)
+	if *adminAddr != "" {
+		if *f.dir != "" {
+			return fmt.Errorf("%w: give -f DIR or --admin ADDR, not both", errUsage)
+		}
+		return liveStatus(ctx, *adminAddr, stdout)
+	}
+	result, err := f.loadAndTranslate()
 	if err != nil {
 		return err
 	}
-	result.Status.WriteTable(stdout)
+	// Nothing here has been served: Programmed says so rather than claim
+	// that the listeners serve.
+	unknown := status.Serving{State: status.ServedUnknown,
+		Message: "Not known: `sekisho status -f` reads the files only; `sekisho status --admin ADDR` shows what a running sekisho serves"}
+	served := map[k8stypes.NamespacedName]map[gwv1.SectionName]status.Serving{}
+	for key, st := range result.Status.Gateways {
+		m := map[gwv1.SectionName]status.Serving{}
+		for _, l := range st.Listeners {
+			m[l.Name] = unknown
+		}
+		served[key] = m
+	}
+	return result.Status.WithServing(served).WriteTable(stdout)
+}
+
+// liveStatus prints the status table a running control plane serves on
+// its admin address.
+func liveStatus(ctx context.Context, addr string, stdout io.Writer) error {
+	url := addr
+	if !strings.Contains(url, "://") {
+		url = "http://" + url
+	}
+	url = strings.TrimSuffix(url, "/") + "/status"
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("%w: --admin %q: %v", errUsage, addr, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("reading the status from %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("reading the status from %s: %s", url, resp.Status)
+	}
+	if _, err := io.Copy(stdout, resp.Body); err != nil {
+		return fmt.Errorf("reading the status from %s: %w", url, err)
+	}
 	return nil
 }
 
 func runTranslate(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("translate", stderr)
-	dir := dirFlag(fs)
+	f := addOfflineFlags(fs)
 	output := fs.String("o", "yaml", "output format: yaml or json")
 	showSecrets := fs.Bool("show-secrets", false, "print private keys instead of redacting them")
 	if err := parse(fs, args); err != nil {
@@ -121,7 +194,7 @@ func runTranslate(_ context.Context, args []string, stdout, stderr io.Writer) er
 	if *output != "yaml" && *output != "json" {
 		return fmt.Errorf("%w: -o must be yaml or json, not %q", errUsage, *output)
 	}
-	result, err := loadAndTranslate(*dir)
+	result, err := f.loadAndTranslate()
 	if err != nil {
 		return err
 	}

@@ -25,10 +25,13 @@ import (
 // configuration over ADS on loopback, as they would in a cluster.
 func runEmbedded(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("run", stderr)
-	flags := addControlPlaneFlags(fs, "127.0.0.1:19000", "/healthz, /readyz, /metrics, /status, /config_dump and /clusters")
+	// The internal hops (xDS, the services) listen on loopback ports the
+	// system picks, so that they never take a port a Gateway listener may
+	// want; fixed addresses only when a flag asks for them.
+	flags := addControlPlaneFlags(fs, "127.0.0.1:0", "127.0.0.1:19000", "/healthz, /readyz, /metrics, /status, /config_dump and /clusters")
 	accessLog := fs.Bool("access-log", false, "write a JSON access log line per request to stdout")
-	authzListen := fs.String("authz-listen", "127.0.0.1:18081", "address of the embedded authorization service")
-	rlListen := fs.String("ratelimit-listen", "127.0.0.1:18082", "address of the embedded rate-limit service")
+	authzListen := fs.String("authz-listen", "127.0.0.1:0", "address of the embedded authorization service (default: a loopback port picked at start)")
+	rlListen := fs.String("ratelimit-listen", "127.0.0.1:0", "address of the embedded rate-limit service (default: a loopback port picked at start)")
 	redis := fs.String("redis", "", "Redis address(es) for the rate-limit counters, comma-separated (several: a Redis Cluster); in memory when empty")
 	rlDeadline := fs.Duration("ratelimit-deadline", 20*time.Millisecond, "how long a rate-limit decision may wait for the store before the rule's failure mode applies")
 	if err := parse(fs, args); err != nil {
@@ -47,6 +50,7 @@ func runEmbedded(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	defer rlLis.Close()
 	authzAddr, rlAddr := authzLis.Addr().String(), rlLis.Addr().String()
 	flags.authzAddr, flags.rateLimitAddr = &authzAddr, &rlAddr
+	flags.embedded = true
 
 	log, adm, adminLis, cp, err := flags.start(stderr)
 	if err != nil {

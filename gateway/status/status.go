@@ -57,13 +57,13 @@ func Key(namespace, name string) types.NamespacedName {
 
 // Row is one condition of one object, as WriteTable prints it.
 type Row struct {
-	Kind    string
-	Name    string // namespace/name, or name for cluster-scoped kinds
-	Parent  string // route parent or listener name; "-" for the object itself
-	Type    string
-	Status  string
-	Reason  string
-	Message string
+	Kind    string `json:"kind"`
+	Name    string `json:"name"`   // namespace/name, or name for cluster-scoped kinds
+	Parent  string `json:"parent"` // route parent or listener name; "-" for the object itself
+	Type    string `json:"type"`
+	Status  string `json:"status"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
 }
 
 var kindOrder = map[string]int{"GatewayClass": 0, "Gateway": 1, "HTTPRoute": 2, "GRPCRoute": 3, "RateLimitPolicy": 4, "SecurityPolicy": 5}

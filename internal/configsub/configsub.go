@@ -210,7 +210,7 @@ func (s *Subscriber) apply(resp *discoveryv3.DiscoveryResponse) error {
 		s.lastErr = nil
 		s.mu.Unlock()
 		s.applied.Store(true)
-		s.log.Info("configuration applied", "version", resp.GetVersionInfo())
+		s.log.Debug("configuration applied", "version", resp.GetVersionInfo())
 		return nil
 	}
 	return fmt.Errorf("response version %q has no extension config %q", resp.GetVersionInfo(), s.opts.Resource)

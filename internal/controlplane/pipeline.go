@@ -7,14 +7,18 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	k8stypes "k8s.io/apimachinery/pkg/types"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/sekisho/sekisho/gateway/resource"
+	"github.com/sekisho/sekisho/gateway/status"
 	gwtranslate "github.com/sekisho/sekisho/gateway/translate"
 	"github.com/sekisho/sekisho/internal/configsub"
 	"github.com/sekisho/sekisho/ir"
@@ -41,6 +45,12 @@ type Pipeline struct {
 	lastGood map[string]map[resourcev3.Type][]types.Resource
 	result   *gwtranslate.Result
 	ready    bool
+	// ports is the port of each Gateway listener, by Gateway key and
+	// listener name, of the last view applied.
+	ports map[string]map[gwv1.SectionName]gwv1.PortNumber
+	// reported are the problems logged so far that still hold: a problem
+	// is logged when it appears, not again on each view.
+	reported map[string]bool
 }
 
 // Options configure a Pipeline.
@@ -134,16 +144,24 @@ func (p *Pipeline) Apply(ctx context.Context, res *resource.Resources, loadProbl
 	}
 	p.result = result
 	p.ready = true
+	p.ports = listenerPorts(res)
 	p.translateSeconds.Observe(time.Since(start).Seconds())
 	p.problems.Set(float64(len(result.Problems)))
 
+	reported := make(map[string]bool, len(result.Problems))
 	for _, pr := range result.Problems {
-		if pr.Warning {
-			p.log.Warn("resource problem", "problem", pr.String())
-		} else {
-			p.log.Error("resource problem", "problem", pr.String())
+		msg := pr.String()
+		reported[msg] = true
+		switch {
+		case p.reported[msg]:
+			p.log.Debug("resource problem (still)", "problem", msg)
+		case pr.Warning:
+			p.log.Warn("resource problem", "problem", msg)
+		default:
+			p.log.Error("resource problem", "problem", msg)
 		}
 	}
+	p.reported = reported
 	if len(failed) > 0 {
 		p.applies.WithLabelValues("partial").Inc()
 		err := fmt.Errorf("applying resources: %d gateway(s) keep their last good xDS: %v", len(failed), failed)
@@ -153,6 +171,84 @@ func (p *Pipeline) Apply(ctx context.Context, res *resource.Resources, loadProbl
 	p.applies.WithLabelValues("ok").Inc()
 	p.log.Info("applied", "gateways", len(desired), "problems", len(result.Problems), "duration", time.Since(start))
 	return result, nil
+}
+
+// listenerPorts is the port of each listener of each Gateway of res.
+func listenerPorts(res *resource.Resources) map[string]map[gwv1.SectionName]gwv1.PortNumber {
+	out := make(map[string]map[gwv1.SectionName]gwv1.PortNumber, len(res.Gateways))
+	for _, gw := range res.Gateways {
+		m := make(map[gwv1.SectionName]gwv1.PortNumber, len(gw.Spec.Listeners))
+		for _, l := range gw.Spec.Listeners {
+			m[l.Name] = l.Port
+		}
+		out[gw.Namespace+"/"+gw.Name] = m
+	}
+	return out
+}
+
+// ServedStatus is the status of the last view applied (nil before the
+// first), with the Programmed conditions of Gateways and listeners saying
+// what the Gateways' proxies connected to this control plane do with them
+// (see status.Set.WithServing and servingOf).
+func (p *Pipeline) ServedStatus() *status.Set {
+	p.mu.Lock()
+	result, ports := p.result, p.ports
+	p.mu.Unlock()
+	if result == nil {
+		return nil
+	}
+	served := make(map[k8stypes.NamespacedName]map[gwv1.SectionName]status.Serving, len(result.IR.Gateways))
+	for _, gw := range result.IR.Gateways {
+		dp := p.server.DataPlane(gw.Name)
+		byPort := make(map[uint32]string, len(gw.Listeners))
+		for _, l := range gw.Listeners {
+			byPort[l.Port] = l.Name
+		}
+		m := map[gwv1.SectionName]status.Serving{}
+		for section, port := range ports[gw.Name] {
+			if name, ok := byPort[uint32(port)]; ok {
+				m[section] = servingOf(dp, name, int32(port))
+			}
+		}
+		served[status.Key(gw.Namespace, gw.GatewayName)] = m
+	}
+	return result.Status.WithServing(served)
+}
+
+// ProxiesConnected counts the proxies of gateway (namespace/name)
+// connected to this control plane.
+func (p *Pipeline) ProxiesConnected(gateway string) int {
+	return p.server.DataPlane(gateway).Proxies
+}
+
+// servingOf says what the proxies of a Gateway do with its xDS listener
+// name (on port).
+//
+// With several replicas, a listener is served when at least one connected
+// proxy serves it and none reports it cannot. That is how Envoy Gateway
+// and Istio users read Programmed: the Gateway takes traffic on that port.
+// A replica still starting (its readiness keeps it out of the Service until
+// it is programmed) must not turn a serving Gateway back to Pending, but a
+// replica that cannot serve the listener makes it not Programmed: the
+// Service spreads connections over every ready replica, so part of the
+// traffic to that port fails. A proxy that disconnects no longer counts;
+// with none connected the listener is Pending again.
+func servingOf(dp server.DataPlane, name string, port int32) status.Serving {
+	ls, ok := dp.Listeners[name]
+	switch {
+	case ok && ls.Rejected > 0:
+		msg := fmt.Sprintf("Proxy %s cannot serve port %d: %s", ls.Node, port, strings.TrimSpace(ls.Cause))
+		if n := ls.Rejected + ls.Serving + ls.Pending; n > 1 {
+			msg += fmt.Sprintf(" (%d of %d proxies cannot)", ls.Rejected, n)
+		}
+		return status.Serving{State: status.NotServed, Message: msg}
+	case ok && ls.Serving > 0:
+		return status.Serving{State: status.Served}
+	case dp.Proxies == 0:
+		return status.Serving{State: status.ServedPending, Message: fmt.Sprintf("Waiting for a proxy of the Gateway to connect and serve port %d", port)}
+	default:
+		return status.Serving{State: status.ServedPending, Message: fmt.Sprintf("Waiting for the Gateway's proxies to accept the configuration with port %d", port)}
+	}
 }
 
 // Result is the last translation result, or nil before the first Apply.

@@ -60,7 +60,16 @@ func New(opts Options) (*Proxy, error) {
 	if opts.DrainTimeout == 0 {
 		opts.DrainTimeout = 10 * time.Second
 	}
-	rt := proxy.New(proxy.Options{Logger: opts.Logger, Registerer: opts.Registerer, Gateway: opts.Gateway, AccessLog: opts.AccessLog})
+	var (
+		rt     *proxy.Runtime
+		client *xdsclient.Client
+	)
+	rt = proxy.New(proxy.Options{
+		Logger: opts.Logger, Registerer: opts.Registerer, Gateway: opts.Gateway, AccessLog: opts.AccessLog,
+		// A listener whose port was taken binds on a later retry: the
+		// control plane learns it from the ACK of the listeners it NACKed.
+		OnListenersServe: func() { client.AckServed(xdsclient.ListenerType, rt.ListenersServe) },
+	})
 	var clientReg prometheus.Registerer
 	if opts.Registerer != nil {
 		clientReg = prometheus.WrapRegistererWith(prometheus.Labels{"gateway": opts.Gateway}, opts.Registerer)

@@ -33,6 +33,9 @@ type Client struct {
 	IdleTimeout    time.Duration
 	MaxIdle        int
 
+	// OnDial, when set, is told the outcome of each connection attempt.
+	OnDial func(addr string, err error)
+
 	dialer net.Dialer
 	mu     sync.Mutex
 	pools  map[string]*connPool
@@ -188,6 +191,9 @@ func (p *connPool) put(cc *clientConn) {
 
 func (p *connPool) dial(ctx context.Context) (*clientConn, error) {
 	nc, err := p.c.dialer.DialContext(ctx, "tcp", p.addr)
+	if p.c.OnDial != nil {
+		p.c.OnDial(p.addr, err)
+	}
 	if err != nil {
 		return nil, &ConnectError{Addr: p.addr, Err: err}
 	}

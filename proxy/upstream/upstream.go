@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -94,6 +95,35 @@ type Cluster struct {
 type Options struct {
 	// Now is the clock (tests give a fake one); nil: time.Now.
 	Now func() time.Time
+	// Logger is told of endpoints that cannot be connected to; nil: none.
+	Logger *slog.Logger
+}
+
+// dialReporter logs a backend address that cannot be connected to once at
+// ERROR, when it starts failing (not on every request sent to it while it
+// does), and once at INFO when it answers again.
+type dialReporter struct {
+	log     *slog.Logger
+	cluster string
+	failing sync.Map // address -> struct{}
+}
+
+func (d *dialReporter) dialed(addr string, err error) {
+	if err == nil {
+		if _, was := d.failing.LoadAndDelete(addr); was {
+			d.log.Info("a backend answers connections again", "cluster", d.cluster, "address", addr)
+		}
+		return
+	}
+	if errors.Is(err, context.Canceled) {
+		return // the request went away, not the backend
+	}
+	if _, already := d.failing.LoadOrStore(addr, struct{}{}); already {
+		d.log.Debug("connecting to a backend failed", "cluster", d.cluster, "address", addr, "error", err)
+		return
+	}
+	d.log.Error("a backend cannot be connected to; requests sent to it fail until it answers",
+		"cluster", d.cluster, "address", addr, "error", err)
 }
 
 // Compile builds the Cluster of cl with the HEALTHY endpoints of cla (nil:
@@ -202,20 +232,33 @@ func Compile(cl *clusterv3.Cluster, cla *endpointv3.ClusterLoadAssignment, prev 
 		c.mu = prev.mu
 	} else {
 		if c.H2C {
-			c.RT = newTransport(true, c.ConnectTimeout)
+			c.RT = newTransport(true, c.ConnectTimeout, onDial(opts.Logger, c.Name))
 		} else {
-			c.RT = NewClient(c.ConnectTimeout)
+			cl := NewClient(c.ConnectTimeout)
+			cl.OnDial = onDial(opts.Logger, c.Name)
+			c.RT = cl
 		}
 		c.mu = &sync.Mutex{}
 	}
 	return c, nil
 }
 
-func newTransport(h2c bool, connectTimeout time.Duration) *http.Transport {
+// onDial is the dial reporter of a cluster, or nil without a logger.
+func onDial(log *slog.Logger, cluster string) func(string, error) {
+	if log == nil {
+		return nil
+	}
+	return (&dialReporter{log: log, cluster: cluster}).dialed
+}
+
+func newTransport(h2c bool, connectTimeout time.Duration, report func(string, error)) *http.Transport {
 	d := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
 	t := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := d.DialContext(ctx, network, addr)
+			if report != nil {
+				report(addr, err)
+			}
 			if err != nil {
 				return nil, &ConnectError{Addr: addr, Err: err}
 			}

@@ -160,7 +160,7 @@ func TestConnectErrorIsMarked(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
-	tr := newTransport(false, time.Second)
+	tr := newTransport(false, time.Second, nil)
 	req, _ := http.NewRequestWithContext(context.Background(), "GET", "http://"+addr+"/", nil)
 	_, err = tr.RoundTrip(req)
 	if err == nil || !IsConnectError(err) {

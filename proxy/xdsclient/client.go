@@ -129,8 +129,13 @@ type Client struct {
 
 	current atomic.Pointer[Snapshot]
 
+	// stream is the open ADS stream, nil between streams.
+	stream atomic.Pointer[adsStream]
+
 	mu     sync.Mutex
 	status Status
+	// reported is, by type URL, the rejection last logged; cleared by an ACK.
+	reported map[string]string
 }
 
 // New validates opts and returns a Client. It connects only in Run.
@@ -153,11 +158,12 @@ func New(opts Options) (*Client, error) {
 		return nil, fmt.Errorf("creating xDS client for node %q: %w", opts.Node.GetId(), err)
 	}
 	c := &Client{
-		opts:    opts,
-		log:     logger.With("component", "xds-client", "node", opts.Node.GetId(), "gateway", opts.Node.GetCluster()),
-		backoff: opts.Backoff.withDefaults(),
-		metrics: m,
-		status:  Status{Types: map[string]TypeStatus{}},
+		opts:     opts,
+		log:      logger.With("component", "xds-client", "node", opts.Node.GetId(), "gateway", opts.Node.GetCluster()),
+		backoff:  opts.Backoff.withDefaults(),
+		metrics:  m,
+		status:   Status{Types: map[string]TypeStatus{}},
+		reported: map[string]string{},
 	}
 	m.setConnected(false)
 	return c, nil
@@ -197,7 +203,7 @@ func (c *Client) Run(ctx context.Context) error {
 		progressed, err := c.runStream(ctx)
 		c.setConnected(false)
 		if ctx.Err() != nil {
-			c.log.Info("xDS client stopped")
+			c.log.Debug("xDS client stopped")
 			return nil
 		}
 		if progressed {
@@ -206,13 +212,18 @@ func (c *Client) Run(ctx context.Context) error {
 		failures++
 		c.setError(err)
 		wait := c.backoff.delay(failures)
-		c.log.Warn("ADS stream to control plane failed, reconnecting", "address", c.opts.Address,
+		// The first failure in a row is worth a line; the retries are not.
+		lvl := slog.LevelDebug
+		if failures == 1 {
+			lvl = slog.LevelWarn
+		}
+		c.log.Log(ctx, lvl, "the ADS stream to the control plane failed; reconnecting", "address", c.opts.Address,
 			"error", err, "attempt", failures, "backoff", wait.Round(time.Millisecond))
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			c.log.Info("xDS client stopped")
+			c.log.Debug("xDS client stopped")
 			return nil
 		case <-t.C:
 		}
@@ -240,7 +251,32 @@ func (c *Client) recordAccepted(typeURL, version string) {
 	ts.Version = version
 	ts.AcceptedAt = time.Now()
 	c.status.Types[typeURL] = ts
+	delete(c.reported, typeURL)
 	c.mu.Unlock()
+}
+
+// firstReport reports whether msg is a new rejection of typeURL: not the
+// one logged last, with no ACK of the type since.
+func (c *Client) firstReport(typeURL, msg string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reported[typeURL] == msg {
+		return false
+	}
+	c.reported[typeURL] = msg
+	return true
+}
+
+// AckServed tells the client that the resources of typeURL its Applier
+// reported as not serving (a PartialError) may all serve now, as when a
+// listener's port, taken when it was applied, could be bound later. If no
+// newer response of the type has arrived since and servesAll (called while
+// no response is being applied) confirms it, the response they came in is
+// ACKed, so that the control plane learns it.
+func (c *Client) AckServed(typeURL string, servesAll func() bool) {
+	if s := c.stream.Load(); s != nil {
+		s.ackServed(typeURL, servesAll)
+	}
 }
 
 // recordNACK notes a rejected version of typeURL.

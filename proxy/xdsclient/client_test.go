@@ -1,9 +1,11 @@
 package xdsclient
 
 import (
+	"errors"
 	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +17,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/sekisho/sekisho/xds/server"
 )
 
 // waitView waits until c's view is exactly what f builds and the server
@@ -345,5 +349,59 @@ func TestNewListenerSubscribesToItsRoutesAndSecrets(t *testing.T) {
 	waitView(t, cp, c, f1)
 	if got := c.Status().Types[RouteType].Subscribed; !slices.Equal(got, []string{"route-a"}) {
 		t.Errorf("RDS subscription %v after removal, want [route-a]", got)
+	}
+}
+
+// TestPartialApplyNACKsTheListenerAndACKsItOnceServed: an Applier that
+// serves a view except one listener (its port is taken) gets the view kept,
+// the LDS response NACKed naming that listener only (Envoy's message and
+// BadRequest details, which the server reads), every other type ACKed, and
+// the LDS version ACKed once the listener serves.
+func TestPartialApplyNACKsTheListenerAndACKsItOnceServed(t *testing.T) {
+	cp := startControlPlane(t, "127.0.0.1:0")
+	f := defaultFixture().with(func(f *fixture) {
+		f.listeners["http-1002"] = listenerSpec{port: 1002, route: "route-b", secret: "cert-b"}
+	})
+	cp.set(t, f)
+	var taken atomic.Bool
+	taken.Store(true)
+	cause := errors.New("binding 0.0.0.0:1002: address already in use")
+	c := startClient(t, cp.addr, "proxy-1")
+	c.rec.setRefuse(func(s *Snapshot) error {
+		if s.Listeners["http-1002"] != nil && taken.Load() {
+			return &PartialError{Resources: []ResourceError{{TypeURL: ListenerType, Name: "http-1002", Err: cause}}}
+		}
+		return nil
+	})
+	eventually(t, "the listener rejected at the server, the others served", func() bool {
+		dp := cp.srv.DataPlane(gatewayKey)
+		return dp.Listeners["http-1002"] == server.ListenerState{Rejected: 1, Node: "proxy-1", Cause: cause.Error()} &&
+			dp.Listeners["https-443"] == server.ListenerState{Serving: 1}
+	})
+	eventually(t, "every other type ACKed", func() bool {
+		n, ok := cp.node("proxy-1")
+		return ok && n.Types[ClusterType].AckedVersion != "" && n.Types[RouteType].AckedVersion != "" &&
+			n.Types[EndpointType].AckedVersion != "" && n.Types[SecretType].AckedVersion != ""
+	})
+	n, _ := cp.node("proxy-1")
+	if msg := n.Types[ListenerType].LastNACKMessage; msg != "Error adding/updating listener(s) http-1002: "+cause.Error()+"\n" {
+		t.Errorf("NACK message %q, want Envoy's form naming http-1002", msg)
+	}
+	for _, typ := range []string{ClusterType, RouteType, EndpointType, SecretType} {
+		if !n.Types[typ].LastNACKAt.IsZero() {
+			t.Errorf("%s NACKed: %q", typ, n.Types[typ].LastNACKMessage)
+		}
+	}
+	if cur := c.Current(); cur == nil || cur.Listeners["http-1002"] == nil || cur.Versions[ListenerType] != "" {
+		t.Fatalf("current view %v: want the served view, with LDS version still the kept one (\"\")", cur)
+	}
+
+	taken.Store(false)
+	c.AckServed(ListenerType, func() bool { return !taken.Load() })
+	eventually(t, "the listener served at the server", func() bool {
+		return cp.srv.DataPlane(gatewayKey).Listeners["http-1002"] == server.ListenerState{Serving: 1}
+	})
+	if v := c.Current().Versions[ListenerType]; v == "" {
+		t.Errorf("LDS version still the kept one after the late ACK")
 	}
 }

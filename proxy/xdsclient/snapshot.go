@@ -42,8 +42,9 @@ type Snapshot struct {
 
 // Applier takes a new view of the configuration. It returns an error, which
 // becomes the NACK's error_detail, when it cannot honour the view; the proxy
-// then keeps serving the previous one. Apply is called from one goroutine at
-// a time.
+// then keeps serving the previous one. A *PartialError instead says that it
+// serves the view except the resources it names (see PartialError). Apply
+// is called from one goroutine at a time.
 type Applier interface {
 	Apply(s *Snapshot) error
 }

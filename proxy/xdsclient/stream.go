@@ -3,19 +3,25 @@ package xdsclient
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
+	"sync"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // adsStream is the state of one state-of-the-world ADS stream. It is used
 // by one goroutine, which both sends and receives.
 type adsStream struct {
-	c        *Client
-	stream   discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	c      *Client
+	stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	// mu is held while a response is handled and while a late ACK is sent
+	// (AckServed, from another goroutine): it serialises every Send.
+	mu       sync.Mutex
 	sentNode bool
 	// nonces is the nonce of the last response received, by type URL.
 	nonces map[string]string
@@ -24,6 +30,10 @@ type adsStream struct {
 	sent map[string][]string
 	// refs is what the current view references.
 	refs refs
+	// partial is, by type URL, the last response the Applier served all
+	// but some resources of (NACKed for them): AckServed ACKs it once they
+	// serve.
+	partial map[string]*discoveryv3.DiscoveryResponse
 }
 
 // runStream opens one ADS stream, subscribes, and handles responses until
@@ -42,10 +52,11 @@ func (c *Client) runStream(ctx context.Context) (progressed bool, err error) {
 		return false, fmt.Errorf("opening ADS stream to %s: %w", c.opts.Address, err)
 	}
 	s := &adsStream{
-		c:      c,
-		stream: stream,
-		nonces: map[string]string{},
-		sent:   map[string][]string{},
+		c:       c,
+		stream:  stream,
+		nonces:  map[string]string{},
+		sent:    map[string][]string{},
+		partial: map[string]*discoveryv3.DiscoveryResponse{},
 	}
 	if s.refs, err = referencesOf(c.view()); err != nil {
 		// Cannot happen: a view is applied only after its references were read.
@@ -64,7 +75,9 @@ func (c *Client) runStream(ctx context.Context) (progressed bool, err error) {
 		return false, err
 	}
 	c.setConnected(true)
-	c.log.Info("ADS stream to control plane open", "address", c.opts.Address)
+	c.log.Debug("ADS stream to control plane open", "address", c.opts.Address)
+	c.stream.Store(s)
+	defer c.stream.CompareAndSwap(s, nil)
 
 	for {
 		resp, err := stream.Recv()
@@ -72,10 +85,34 @@ func (c *Client) runStream(ctx context.Context) (progressed bool, err error) {
 			return progressed, fmt.Errorf("receiving from ADS stream to %s: %w", c.opts.Address, err)
 		}
 		progressed = true
-		if err := s.handle(resp); err != nil {
+		s.mu.Lock()
+		err = s.handle(resp)
+		s.mu.Unlock()
+		if err != nil {
 			return progressed, err
 		}
 	}
+}
+
+// ackServed ACKs the last response of typeURL that was NACKed for resources
+// that did not serve, if it is still the latest of its type.
+func (s *adsStream) ackServed(typeURL string, servesAll func() bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	resp := s.partial[typeURL]
+	if resp == nil || s.nonces[typeURL] != resp.GetNonce() || !servesAll() {
+		return
+	}
+	delete(s.partial, typeURL)
+	next := s.c.view().clone()
+	next.Versions[typeURL] = resp.GetVersionInfo()
+	s.c.current.Store(next)
+	if err := s.ack(resp); err != nil {
+		// The stream is failing; its receive ends it and the client reconnects.
+		s.c.log.Debug("late ACK not sent", "type", shortType(typeURL), "error", err)
+		return
+	}
+	s.c.log.Debug("every resource of the configuration now serves; ACKed it", "type", shortType(typeURL), "version", resp.GetVersionInfo())
 }
 
 // send sends a request, with the node on the stream's first one only.
@@ -132,6 +169,7 @@ func (s *adsStream) handle(resp *discoveryv3.DiscoveryResponse) error {
 	cur := c.view()
 	prevVersion := cur.Versions[typeURL]
 
+	delete(s.partial, typeURL)
 	next, nextRefs, changed, err := s.build(cur, resp)
 	if err != nil {
 		return s.nack(resp, prevVersion, err)
@@ -141,14 +179,38 @@ func (s *adsStream) handle(resp *discoveryv3.DiscoveryResponse) error {
 		c.log.Debug("xDS response unchanged", "type", shortType(typeURL), "version", resp.GetVersionInfo())
 		return s.ack(resp)
 	}
+	var failed []ResourceError
 	if err := c.opts.Applier.Apply(next); err != nil {
-		return s.nack(resp, prevVersion, fmt.Errorf("applying %s version %q: %w", shortType(typeURL), resp.GetVersionInfo(), err))
+		pe := asPartial(err)
+		if pe == nil {
+			return s.nack(resp, prevVersion, fmt.Errorf("applying %s version %q: %w", shortType(typeURL), resp.GetVersionInfo(), err))
+		}
+		// The view serves except pe's resources. Those of another type
+		// were reported with the response that brought them.
+		failed = pe.of(typeURL)
 	}
-	c.current.Store(next)
+	if len(failed) > 0 {
+		// Served in part: the view is current (what serves follows it),
+		// but the accepted version stays the one kept, as Envoy keeps it,
+		// so that a reconnect asks for this version again. (next belongs
+		// to the Applier now: the current view is a copy.)
+		kept := next.clone()
+		kept.Versions[typeURL] = prevVersion
+		c.current.Store(kept)
+	} else {
+		c.current.Store(next)
+	}
 	s.refs = nextRefs
-	c.log.Info("xDS update applied", "type", shortType(typeURL), "version", resp.GetVersionInfo(),
+	c.log.Debug("xDS update applied", "type", shortType(typeURL), "version", resp.GetVersionInfo(),
 		"previous_version", prevVersion, "resources", len(resp.GetResources()))
-	if err := s.ack(resp); err != nil {
+	if len(failed) > 0 {
+		s.partial[typeURL] = resp
+		// The Applier logged each resource that does not serve.
+		msg, details := nackDetail(typeURL, failed)
+		if err := s.sendNACK(resp, prevVersion, msg, details, slog.LevelDebug); err != nil {
+			return err
+		}
+	} else if err := s.ack(resp); err != nil {
 		return err
 	}
 	return s.syncSubscriptions()
@@ -214,17 +276,26 @@ func (s *adsStream) ack(resp *discoveryv3.DiscoveryResponse) error {
 
 // nack rejects resp, keeping kept as the accepted version.
 func (s *adsStream) nack(resp *discoveryv3.DiscoveryResponse, kept string, cause error) error {
+	return s.sendNACK(resp, kept, cause.Error(), nil, slog.LevelError)
+}
+
+// sendNACK rejects resp (all of it, or the resources msg names), keeping
+// kept as the accepted version. The rejection is logged at level once, and
+// at DEBUG each time the control plane resends it.
+func (s *adsStream) sendNACK(resp *discoveryv3.DiscoveryResponse, kept, msg string, details []*anypb.Any, level slog.Level) error {
 	typeURL := resp.GetTypeUrl()
-	msg := cause.Error()
-	s.c.log.Warn("xDS update rejected (NACK), keeping the previous configuration",
-		"type", shortType(typeURL), "type_url", typeURL, "rejected_version", resp.GetVersionInfo(),
-		"kept_version", kept, "error", msg)
+	lvl := slog.LevelDebug
+	if s.c.firstReport(typeURL, msg) {
+		lvl = level
+	}
+	s.c.log.Log(context.Background(), lvl, "the proxy cannot serve configuration from the control plane and keeps the previous one",
+		"type", shortType(typeURL), "rejected_version", resp.GetVersionInfo(), "kept_version", kept, "error", msg)
 	err := s.send(&discoveryv3.DiscoveryRequest{
 		TypeUrl:       typeURL,
 		VersionInfo:   kept,
 		ResponseNonce: resp.GetNonce(),
 		ResourceNames: s.sent[typeURL],
-		ErrorDetail:   &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: msg},
+		ErrorDetail:   &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: msg, Details: details},
 	})
 	if err != nil {
 		return fmt.Errorf("NACKing: %w", err)

@@ -17,6 +17,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -118,8 +119,52 @@ func TestStatusXDSAndBadRoutes(t *testing.T) {
 	ctl := startController(t, e, "127.0.0.1", "controller")
 
 	t.Run("StatusConverges", func(t *testing.T) {
+		// Programmed waits for a proxy of the Gateway to take its listeners.
+		gwProgrammed := func() error {
+			gw := &gwv1.Gateway{}
+			if err := e.cl.Get(ctx(t), types.NamespacedName{Namespace: ns, Name: gwName}, gw); err != nil {
+				return err
+			}
+			return condIs(gw.Status.Conditions, "Programmed", metav1.ConditionFalse, "Pending", gw.Generation)
+		}
+		eventually(t, 30*time.Second, "Gateway Programmed=False/Pending before any proxy", gwProgrammed)
+		proxyServes(t, ctl.xds, "test-proxy-0")
 		eventually(t, 30*time.Second, "status of the class, Gateway and route", e.converged(t, 1))
 		e.checkInfra(t, ctl.xds)
+	})
+
+	t.Run("ProxyCannotBind", func(t *testing.T) {
+		// A proxy (this one answers as Envoy does) cannot bind the
+		// listener's port: the Gateway and the listener are not Programmed,
+		// and the message names the port and the cause.
+		ads := dialADS(t, ctl.xds, ns+"/"+gwName, "test-proxy-bind")
+		lds := ads.listeners(20 * time.Second)
+		ads.nack(lds, "", "Error adding/updating listener(s) "+routeConfig+": cannot bind '0.0.0.0:8080': Address already in use\n")
+		notProgrammed := func() error {
+			gw := &gwv1.Gateway{}
+			if err := e.cl.Get(ctx(t), types.NamespacedName{Namespace: ns, Name: gwName}, gw); err != nil {
+				return err
+			}
+			if err := condIs(gw.Status.Conditions, "Programmed", metav1.ConditionFalse, "Invalid", gw.Generation); err != nil {
+				return fmt.Errorf("Gateway: %w", err)
+			}
+			if len(gw.Status.Listeners) != 1 {
+				return fmt.Errorf("listeners %+v", gw.Status.Listeners)
+			}
+			if err := condIs(gw.Status.Listeners[0].Conditions, "Programmed", metav1.ConditionFalse, "Invalid", gw.Generation); err != nil {
+				return fmt.Errorf("listener http: %w", err)
+			}
+			msg := meta.FindStatusCondition(gw.Status.Listeners[0].Conditions, "Programmed").Message
+			if !strings.Contains(msg, "8080") || !strings.Contains(msg, "Address already in use") || !strings.Contains(msg, "test-proxy-bind") {
+				return fmt.Errorf("listener http Programmed message %q names neither the port, the cause nor the proxy", msg)
+			}
+			return nil
+		}
+		eventually(t, 20*time.Second, "Gateway and listener Programmed=False/Invalid", notProgrammed)
+		// The port is bound later and the same version ACKed (sekisho's
+		// proxy does so when its bind retry succeeds): Programmed again.
+		ads.send(lds.TypeUrl, lds.VersionInfo, lds.Nonce)
+		eventually(t, 20*time.Second, "status Programmed again", e.converged(t, 1))
 	})
 
 	t.Run("WeightChangeReachesADS", func(t *testing.T) {
@@ -355,6 +400,7 @@ spec:
     backendRefs: [{name: no-such-service, port: 80}]
 `, ns, gwName))
 	ctl := startController(t, e, "127.0.0.1", "controller")
+	proxyServes(t, ctl.xds, "test-proxy-0")
 	eventually(t, 30*time.Second, "status converges", func() error {
 		if err := e.routeConds(t, "missing-backend", metav1.ConditionTrue, metav1.ConditionFalse, "Accepted", "BackendNotFound")(); err != nil {
 			return err
@@ -396,6 +442,7 @@ func TestLeaderElection(t *testing.T) {
 	const leaseName = "sekisho-test-leader"
 	le := []string{"--leader-elect", "--leader-election-id", leaseName}
 	a := startController(t, e, "127.0.0.1", "replica-a", le...)
+	proxyServes(t, a.xds, "proxy-of-a-0")
 	eventually(t, 30*time.Second, "status written by the first replica", e.converged(t, 1))
 	holder := func() string {
 		l := &coordinationv1.Lease{}

@@ -24,6 +24,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -549,6 +550,35 @@ func (a *adsClient) routeTable(timeout time.Duration) *discoveryv3.DiscoveryResp
 	a.t.Helper()
 	a.send(resourcev3.RouteType, "", "", routeConfig)
 	return a.recvType(resourcev3.RouteType, timeout)
+}
+
+// nack rejects r with Envoy's error detail message.
+func (a *adsClient) nack(r *discoveryv3.DiscoveryResponse, kept, msg string) {
+	a.t.Helper()
+	err := a.stream.Send(&discoveryv3.DiscoveryRequest{Node: a.node, TypeUrl: r.TypeUrl, VersionInfo: kept, ResponseNonce: r.Nonce,
+		ErrorDetail: &rpcstatus.Status{Code: 3, Message: msg}})
+	if err != nil {
+		a.t.Fatalf("ADS send: %v", err)
+	}
+}
+
+// listeners subscribes to the Gateway's listeners and returns the first
+// response, unanswered.
+func (a *adsClient) listeners(timeout time.Duration) *discoveryv3.DiscoveryResponse {
+	a.t.Helper()
+	a.send(resourcev3.ListenerType, "", "")
+	return a.recvType(resourcev3.ListenerType, timeout)
+}
+
+// proxyServes connects a proxy of the Gateway to the controller at xds that
+// accepts its listeners, as a proxy that binds them does: the controller
+// then says the Gateway is Programmed. It stays connected until the test
+// ends.
+func proxyServes(t *testing.T, xds, node string) {
+	t.Helper()
+	a := dialADS(t, xds, ns+"/"+gwName, node)
+	r := a.listeners(20 * time.Second)
+	a.send(r.TypeUrl, r.VersionInfo, r.Nonce)
 }
 
 func (a *adsClient) ack(r *discoveryv3.DiscoveryResponse) {

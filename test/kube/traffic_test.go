@@ -100,8 +100,8 @@ func trafficInside(t *testing.T) {
 	startProc(t, "echo-v1", "echo", "--listen", fmt.Sprintf("%s:%d", netnsV1, echoPort), "--name", "v1")
 	startProc(t, "echo-v2", "echo", "--listen", fmt.Sprintf("%s:%d", netnsV2, echoPort), "--name", "v2")
 	ctl := startController(t, e, netnsAPI, "controller")
-	eventually(t, 30*time.Second, "status converges", e.converged(t, 1))
 
+	// The Gateway is Programmed once its proxy has taken the listener.
 	proxyAdmin := freeAddr(t, netnsAPI)
 	proxy := startProc(t, "proxy", "proxy", "--xds", ctl.xds, "--gateway", ns+"/"+gwName, "--node", "sekisho-edge-test",
 		"--admin-address", proxyAdmin, "--access-log=false")
@@ -111,6 +111,7 @@ func trafficInside(t *testing.T) {
 		}
 		return httpOK("http://" + proxyAdmin + "/readyz")
 	})
+	eventually(t, 30*time.Second, "status converges", e.converged(t, 1))
 
 	url := fmt.Sprintf("http://%s:%d/", netnsAPI, proxyPort)
 	// The listener may come up just after /readyz: wait for one answer.

@@ -11,6 +11,7 @@ import (
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/peer"
@@ -41,6 +42,9 @@ type TypeStatus struct {
 	LastNACKMessage string // error_detail.message
 	LastNACKCode    int32  // error_detail.code
 	LastNACKAt      time.Time
+	// LastNACKResources is what the NACK's details name (google.rpc.BadRequest
+	// field violations): the cause by resource name; nil when it has none.
+	LastNACKResources map[string]string
 }
 
 // streamKey identifies a stream: sotw and delta number streams separately.
@@ -126,7 +130,7 @@ func (s *Server) openStream(ctx context.Context, key streamKey, typeURL string) 
 	}
 	s.streamMu.Unlock()
 	s.metrics.streams.Inc()
-	s.log.Info("xDS stream opened", "mode", modeName(key.delta), "stream_id", key.id,
+	s.log.Debug("xDS stream opened", "mode", modeName(key.delta), "stream_id", key.id,
 		"type_url", typeURL, "peer", addr)
 }
 
@@ -143,8 +147,9 @@ func (s *Server) closeStream(key streamKey, node *core.Node) {
 	if nodeID == "" && node != nil {
 		nodeID, gw = node.GetId(), GatewayKey(node)
 	}
-	s.log.Info("xDS stream closed", "mode", modeName(key.delta), "stream_id", key.id,
+	s.log.Debug("xDS stream closed", "mode", modeName(key.delta), "stream_id", key.id,
 		"node", nodeID, "gateway", gw, "duration", time.Since(st.status.ConnectedAt).Round(time.Millisecond))
+	s.dataPlaneChanged(gw, st.status.TypeURL)
 }
 
 // request records a request's node and, when it answers a response (has a
@@ -176,30 +181,53 @@ func (s *Server) request(key streamKey, node *core.Node, typeURL, nonce, ackedVe
 		answered = sent.version
 	}
 	ts := st.status.Types[typeURL]
+	reportKey := gw + "\x00" + typeURL
 	if detail != nil {
 		ts.LastNACKVersion = answered
 		ts.LastNACKMessage = detail.GetMessage()
 		ts.LastNACKCode = detail.GetCode()
 		ts.LastNACKAt = now
+		ts.LastNACKResources = rejectedResources(detail)
 		st.status.Types[typeURL] = ts
+		// The same rejection is worth one ERROR line, not one per replica
+		// or resend.
+		lvl := slog.LevelDebug
+		if s.reported[reportKey] != detail.GetMessage() {
+			s.reported[reportKey] = detail.GetMessage()
+			lvl = s.nackLevel
+		}
 		s.streamMu.Unlock()
 		s.metrics.nacks.WithLabelValues(typeURL).Inc()
 		rejected = answered
-		s.log.Warn("xDS NACK: proxy rejected configuration", "mode", modeName(key.delta), "stream_id", key.id,
-			"node", nodeID, "gateway", gw, "type_url", typeURL, "rejected_version", answered,
-			"kept_version", ts.AckedVersion, "nonce", nonce, "code", detail.GetCode(), "error", detail.GetMessage())
+		s.log.Log(context.Background(), lvl, "a proxy cannot serve the configuration of its gateway and keeps its previous one",
+			"gateway", gw, "node", nodeID, "type", shortType(typeURL), "rejected_version", answered,
+			"kept_version", ts.AckedVersion, "error", detail.GetMessage(), "stream_id", key.id, "mode", modeName(key.delta))
+		s.dataPlaneChanged(gw, typeURL)
 		return rejected
 	}
 	if ackedVersion == "" {
 		ackedVersion = answered
 	}
+	changed := ts.AckedVersion != ackedVersion || ts.LastNACKAt.After(ts.AckedAt)
 	ts.AckedVersion = ackedVersion
 	ts.AckedAt = now
 	st.status.Types[typeURL] = ts
+	delete(s.reported, reportKey)
 	s.streamMu.Unlock()
-	s.log.Info("xDS ACK", "mode", modeName(key.delta), "stream_id", key.id,
+	s.log.Debug("xDS ACK", "mode", modeName(key.delta), "stream_id", key.id,
 		"node", nodeID, "gateway", gw, "type_url", typeURL, "version", ackedVersion, "nonce", nonce)
+	if changed {
+		s.dataPlaneChanged(gw, typeURL)
+	}
 	return ""
+}
+
+// dataPlaneChanged tells Options.OnDataPlaneChange that what the proxies of
+// gateway do with its listeners may have changed.
+func (s *Server) dataPlaneChanged(gateway, typeURL string) {
+	if s.onDataPlane != nil && gateway != "" && (typeURL == "" || typeURL == resourcev3.ListenerType) {
+		s.onDataPlane(gateway)
+	}
 }
 
 func (s *Server) response(key streamKey, typeURL, nonce, version string, resources, removed int) {

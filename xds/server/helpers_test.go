@@ -138,6 +138,14 @@ func (c *sotwClient) send(typeURL, version, nonce string, detail *rpcstatus.Stat
 	}
 }
 
+// closeSend ends the stream from the client's side.
+func (c *sotwClient) closeSend() {
+	c.t.Helper()
+	if err := c.stream.CloseSend(); err != nil {
+		c.t.Fatalf("closing the stream: %v", err)
+	}
+}
+
 func (c *sotwClient) subscribe(typeURL string, names ...string) {
 	c.t.Helper()
 	c.names[typeURL] = names

@@ -58,6 +58,15 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// ShutdownGrace bounds the graceful stop in Serve; DefaultShutdownGrace when zero.
 	ShutdownGrace time.Duration
+	// ProxiesLogHere says that the proxies log where the server does
+	// (`sekisho run`): a NACK is then logged at DEBUG, since the proxy has
+	// logged why at ERROR; otherwise at ERROR, once.
+	ProxiesLogHere bool
+	// OnDataPlaneChange, when set, is called with a gateway key when what
+	// its proxies do with its listeners may have changed (an ACK or NACK of
+	// listeners, a proxy that leaves); DataPlane says what they do. It must
+	// not block.
+	OnDataPlaneChange func(gateway string)
 }
 
 // Server is sekisho's ADS server. It is safe for concurrent use.
@@ -73,6 +82,12 @@ type Server struct {
 
 	streamMu sync.Mutex
 	streams  map[streamKey]*streamState
+	// reported is the NACK message last logged at ERROR, by gateway and
+	// type; an ACK of the type clears it. Guarded by streamMu.
+	reported map[string]string
+
+	onDataPlane func(gateway string)
+	nackLevel   slog.Level
 }
 
 // gatewayState is what was last installed for one gateway.
@@ -114,6 +129,13 @@ func New(opts Options) *Server {
 		metrics:  newMetrics(),
 		gateways: make(map[string]*gatewayState),
 		streams:  make(map[streamKey]*streamState),
+		reported: make(map[string]string),
+
+		onDataPlane: opts.OnDataPlaneChange,
+		nackLevel:   slog.LevelError,
+	}
+	if opts.ProxiesLogHere {
+		s.nackLevel = slog.LevelDebug
 	}
 	cl := cacheLogger{log: logger.With("subsystem", "cache")}
 	s.cache = cachev3.NewSnapshotCache(true, gatewayHash{}, cl)
@@ -287,7 +309,7 @@ func (s *Server) setGateway(ctx context.Context, key string, byType map[resource
 			attrs = append(attrs, shortType(t), versions[t])
 		}
 	}
-	s.log.Info("gateway snapshot updated", attrs...)
+	s.log.Debug("gateway snapshot updated", attrs...)
 	return nil
 }
 

@@ -295,8 +295,8 @@ func TestNACKRecordedAndNotResent(t *testing.T) {
 		t.Errorf("connected_streams = %v, want 1", got)
 	}
 	logs := env.logs.String()
-	if !strings.Contains(logs, `"level":"WARN","msg":"xDS NACK`) || !strings.Contains(logs, msg) {
-		t.Errorf("no Warn log with the NACK message; logs:\n%s", logs)
+	if !strings.Contains(logs, `"level":"ERROR","msg":"a proxy cannot serve the configuration`) || !strings.Contains(logs, msg) {
+		t.Errorf("no ERROR log with the NACK message; logs:\n%s", logs)
 	}
 
 	// A fixed cluster is pushed and ACKed.

@@ -57,6 +57,10 @@ type Options struct {
 	Elected <-chan struct{}
 	// Resync re-reads everything this often even without events (0: 10 min).
 	Resync time.Duration
+	// Kick, when set, asks for a reconcile whenever it receives: something
+	// outside the cluster changed what the status says (the proxies' answers
+	// over xDS).
+	Kick <-chan struct{}
 }
 
 // Provider watches the cluster and calls Handler with consistent views.
@@ -112,6 +116,26 @@ func Register(mgr ctrl.Manager, opts Options) (*Provider, error) {
 		}))
 		if err != nil {
 			return nil, fmt.Errorf("registering the election trigger: %w", err)
+		}
+	}
+	if opts.Kick != nil {
+		kicks := make(chan event.GenericEvent, 1)
+		b = b.WatchesRawSource(source.Channel(kicks, toAll))
+		err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			for {
+				select {
+				case <-opts.Kick:
+					select {
+					case kicks <- event.GenericEvent{Object: &gwv1.Gateway{}}:
+					default: // a reconcile is already due
+					}
+				case <-ctx.Done():
+					return nil
+				}
+			}
+		}))
+		if err != nil {
+			return nil, fmt.Errorf("registering the data-plane trigger: %w", err)
 		}
 	}
 	if err := b.Complete(p); err != nil {
