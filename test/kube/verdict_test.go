@@ -56,6 +56,7 @@ func TestFileModeVerdicts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.QPS, cfg.Burst = 1000, 1000 // one request after another; client-go's default of 5 a second would take minutes
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
