@@ -1,8 +1,12 @@
 package file
 
 import (
+	"path"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/sekisho/sekisho/crds"
 	"github.com/sekisho/sekisho/gateway/resource"
 )
 
@@ -94,5 +98,25 @@ func BenchmarkValidate(b *testing.B) {
 				check()
 			}
 		})
+	}
+}
+
+// BenchmarkCRDValidators measures the one-time cost of file mode's CRD
+// validation at start: reading the embedded CRDs and building the validators
+// (structural schema, schema validator, compiled CEL rules) of every kind
+// and version file mode reads.
+func BenchmarkCRDValidators(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		set := newSchemaSet(crds.ExperimentalFS)
+		for gv := range kinds {
+			gvk := schema.FromAPIVersionAndKind(path.Dir(gv), path.Base(gv))
+			if coreKinds[gvk] {
+				continue
+			}
+			if v, err := set.lookup(gvk); err != nil || v == nil {
+				b.Fatalf("no validators for %s: %v", gvk, err)
+			}
+		}
 	}
 }
