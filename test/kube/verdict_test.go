@@ -1,3 +1,5 @@
+//go:build linux
+
 package kube
 
 import (
@@ -42,7 +44,7 @@ import (
 // serves for reasons of a cluster that file mode has not (apiServerOnly).
 func TestFileModeVerdicts(t *testing.T) {
 	c := Start(t)
-	installExperimentalCRDs(t, c)
+	installCRDSet(t, c, crds.ExperimentalFS) // the CRDs file mode validates against
 	root, err := RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -220,32 +222,6 @@ func ensureNamespace(ctx context.Context, t *testing.T, dyn dynamic.Interface, n
 	_, err := dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}).Create(ctx, ns, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatalf("creating namespace %s: %v", name, err)
-	}
-}
-
-// installExperimentalCRDs installs the CRDs file mode validates against:
-// sekisho's and the Gateway API's experimental channel (crds.ExperimentalFS).
-func installExperimentalCRDs(t *testing.T, c *Cluster) {
-	t.Helper()
-	dir := t.TempDir()
-	err := fs.WalkDir(crds.ExperimentalFS, ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := crds.ExperimentalFS.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dir, strings.ReplaceAll(path, "/", "_")), data, 0o644)
-	})
-	if err != nil {
-		t.Fatalf("writing out crds.ExperimentalFS: %v", err)
-	}
-	if out, err := c.Kubectl("apply", "--server-side", "-f", dir); err != nil {
-		t.Fatalf("installing the CRDs: %v\n%s", err, out)
-	}
-	if out, err := c.Kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"); err != nil {
-		t.Fatalf("waiting for the CRDs: %v\n%s", err, out)
 	}
 }
 
