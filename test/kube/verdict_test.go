@@ -33,7 +33,7 @@ import (
 
 // TestFileModeVerdicts feeds every fixture object of the repository (the
 // golden inputs of the translator and of the file provider, the examples,
-// the end-to-end fixtures) and a table of invalid objects both to file mode
+// the end-to-end fixtures), the Gateway API module's examples and a table of invalid objects both to file mode
 // (file.ParseBytes and file.Validate) and to a real kube-apiserver with the
 // CRDs file mode validates against (create, dryRun=All,
 // fieldValidation=Strict), and requires the same verdict for each object:
@@ -49,7 +49,9 @@ func TestFileModeVerdicts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs := fixtureObjects(t, root)
+	objs := fixtureObjects(t, root, fixtureDirs)
+	// and the Gateway API project's own examples, both channels
+	objs = append(objs, fixtureObjects(t, gatewayAPIDir(t), []string{"examples/standard", "examples/experimental"})...)
 	for _, tc := range invalidObjects {
 		objs = append(objs, verdictObject{name: "invalid: " + tc.name, doc: []byte(tc.doc), wantRefused: true})
 	}
@@ -234,12 +236,12 @@ var fixtureDirs = []string{
 	"test/e2e/testdata",
 }
 
-// fixtureObjects reads every document of every YAML file under fixtureDirs
-// (for golden tests, the *.in.yaml inputs only).
-func fixtureObjects(t *testing.T, root string) []verdictObject {
+// fixtureObjects reads every document of every YAML file under the dirs of
+// root (for golden tests, the *.in.yaml inputs only).
+func fixtureObjects(t *testing.T, root string, dirs []string) []verdictObject {
 	t.Helper()
 	var out []verdictObject
-	for _, dir := range fixtureDirs {
+	for _, dir := range dirs {
 		err := filepath.WalkDir(filepath.Join(root, dir), func(path string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() {
 				return err

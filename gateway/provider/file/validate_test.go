@@ -497,33 +497,36 @@ func TestValidate(t *testing.T) {
 }
 
 // TestValidateUpstreamExamples loads the Gateway API project's own examples
-// (from the module cache, when there) and expects no validation problems:
-// they are what a conforming API server admits.
+// (from the module cache, when there), standard and experimental, and
+// expects no validation problems: they are what a conforming API server
+// admits, and file mode validates against the experimental channel.
 func TestValidateUpstreamExamples(t *testing.T) {
 	cache := os.Getenv("GOMODCACHE")
 	if cache == "" {
 		home, _ := os.UserHomeDir()
 		cache = filepath.Join(home, "go", "pkg", "mod")
 	}
-	dir := filepath.Join(cache, "sigs.k8s.io", "gateway-api@v1.6.3", "examples", "standard")
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("no upstream examples: %v", err)
-	}
-	_, problems, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, p := range problems {
-		// kinds sekisho does not read yet, and the same example object
-		// written in several files, are expected
-		if strings.Contains(p.Msg, "unknown kind") || strings.HasPrefix(p.Msg, "duplicate:") {
-			continue
-		}
-		n++
-		t.Errorf("unexpected problem: %s", p)
-	}
-	if len(problems) == 0 {
-		t.Errorf("expected the unknown kinds to be reported")
+	for _, channel := range []string{"standard", "experimental"} {
+		t.Run(channel, func(t *testing.T) {
+			dir := filepath.Join(cache, "sigs.k8s.io", "gateway-api@v1.6.3", "examples", channel)
+			if _, err := os.Stat(dir); err != nil {
+				t.Skipf("no upstream examples: %v", err)
+			}
+			_, problems, err := Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range problems {
+				// kinds sekisho does not read yet, and the same example object
+				// written in several files, are expected
+				if strings.Contains(p.Msg, "unknown kind") || strings.HasPrefix(p.Msg, "duplicate:") {
+					continue
+				}
+				t.Errorf("unexpected problem: %s", p)
+			}
+			if len(problems) == 0 {
+				t.Errorf("expected the unknown kinds to be reported")
+			}
+		})
 	}
 }
