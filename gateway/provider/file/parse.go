@@ -56,8 +56,15 @@ var kinds = map[string]func() any{
 // document, and where known the object and the JSON path of the field.
 // Objects without a namespace get "default", as kubectl apply would. An object
 // already in res (same kind, namespace and name) is reported as a duplicate
-// naming both places, and the new copy is skipped. ParseBytes only decodes:
-// Validate checks the decoded objects.
+// naming both places, and the new copy is skipped.
+//
+// A custom resource (a Gateway API kind, a policy, GatewayClassConfig) is
+// decoded as the API server decodes it on create with fieldValidation=Strict
+// (crd.go): an unknown field refuses the document, and the defaults of its
+// CRD are applied, so the object is what a cluster would store. Its checked
+// form is kept in res.Content for Validate. Core kinds are decoded strictly
+// into their Go types. ParseBytes does not validate what decodes: Validate
+// does.
 func ParseBytes(name string, data []byte, res *resource.Resources) []resource.Problem {
 	if res.Sources == nil {
 		res.Sources = map[resource.ObjectKey]resource.Source{}
