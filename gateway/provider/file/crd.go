@@ -176,12 +176,12 @@ func (v *crdVersion) decode(obj map[string]any) ([]string, error) {
 	unknown = append(unknown, structuralpruning.PruneWithOptions(obj, v.structural, true,
 		structuralschema.UnknownFieldPathOptions{TrackUnknownFieldPaths: true})...)
 	structuraldefaulting.PruneNonNullableNullsWithoutDefaults(obj, v.structural)
-	if ferr, paths := schemaobjectmeta.CoerceWithOptions(nil, obj, v.structural, false,
-		schemaobjectmeta.CoerceOptions{ReturnUnknownFieldPaths: true}); ferr != nil {
+	ferr, paths := schemaobjectmeta.CoerceWithOptions(nil, obj, v.structural, false,
+		schemaobjectmeta.CoerceOptions{ReturnUnknownFieldPaths: true})
+	if ferr != nil {
 		return nil, ferr
-	} else {
-		unknown = append(unknown, paths...)
 	}
+	unknown = append(unknown, paths...)
 	obj["kind"], obj["apiVersion"] = kind, apiVersion
 	if foundMeta {
 		if err := schemaobjectmeta.SetObjectMeta(obj, meta); err != nil {
