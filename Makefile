@@ -111,7 +111,7 @@ fuzz:
 # needs the kube-apiserver, kubectl and etcd of `tools`.
 bench: build tools
 	$(GO) run ./test/bench/controlplane
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x ./gateway/translate ./xds/translate ./xds/server
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x ./gateway/translate ./xds/translate ./xds/server ./gateway/provider/file
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk nginx)
 	test -x /usr/sbin/nginx || (apt-get update && apt-get install -y nginx)
 	$(GO) run ./test/bench/proxy -sekisho $(BIN)/sekisho $(BENCH_PROXY_FLAGS)

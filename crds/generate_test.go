@@ -26,7 +26,7 @@ const (
 
 // managedDirs hold generated files only: a file there that generation does not
 // make is stale.
-var managedDirs = []string{"crds/generated", "crds/gateway-api", chartDir + "/crds"}
+var managedDirs = []string{"crds/generated", "crds/gateway-api", "crds/gateway-api-experimental", chartDir + "/crds"}
 
 // TestGenerated runs every generator into a temporary folder and fails when a
 // checked-in file differs, is missing or is stale. With -update (make generate)
@@ -128,7 +128,7 @@ func generate(t *testing.T, root string, tl tools) map[string][]byte {
 		files["crds/generated/"+name] = b
 	}
 
-	// The Gateway API standard-channel CRDs of the module version go.mod pins.
+	// The Gateway API standard-channel CRDs of the module version go.mod pins,
 	var mod struct{ Dir, Version string }
 	if err := json.Unmarshal(run(t, root, nil, "go", "mod", "download", "-json", gatewayAPIModule), &mod); err != nil || mod.Dir == "" {
 		t.Fatalf("locating %s in the module cache: %v", gatewayAPIModule, err)
@@ -139,6 +139,14 @@ func generate(t *testing.T, root string, tl tools) map[string][]byte {
 	}
 	for name, b := range upstream {
 		files["crds/gateway-api/"+name] = b
+	}
+	// and its experimental channel (file mode validates against it).
+	experimental := readYAMLDir(t, filepath.Join(mod.Dir, "config", "crd", "experimental"), "kind: CustomResourceDefinition")
+	if len(experimental) == 0 {
+		t.Fatalf("no CRD in %s@%s config/crd/experimental", gatewayAPIModule, mod.Version)
+	}
+	for name, b := range experimental {
+		files["crds/gateway-api-experimental/"+name] = b
 	}
 
 	// The chart's crds/: ours and the Gateway API's, then the chart rendered

@@ -40,6 +40,12 @@ type Resources struct {
 	// Sources says where each object was read from; the file provider fills it,
 	// the Kubernetes provider leaves it empty.
 	Sources map[ObjectKey]Source
+
+	// Content holds, for each object of a custom resource the file provider
+	// decoded, the object as the API server would have it before validation
+	// (unknown fields pruned, defaults applied), which the file provider
+	// validates against the object's CRD. Others leave it empty.
+	Content map[ObjectKey]map[string]any
 }
 
 // ObjectKey names one object.

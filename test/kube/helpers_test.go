@@ -122,7 +122,7 @@ var statusOnlyBackends = backends{v1: "10.244.1.10", v2: "10.244.1.11", port: 90
 func setup(t *testing.T, b backends) *env {
 	t.Helper()
 	c := Start(t)
-	installCRDs(t, c)
+	installCRDSet(t, c, crds.FS)
 	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
@@ -141,21 +141,23 @@ func setup(t *testing.T, b backends) *env {
 	return e
 }
 
-func installCRDs(t *testing.T, c *Cluster) {
+// installCRDSet installs every CRD of fsys (crds.FS, or
+// crds.ExperimentalFS) and waits until they are established.
+func installCRDSet(t *testing.T, c *Cluster, fsys fs.FS) {
 	t.Helper()
 	dir := t.TempDir()
-	err := fs.WalkDir(crds.FS, ".", func(path string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(fsys, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		data, err := crds.FS.ReadFile(path)
+		data, err := fs.ReadFile(fsys, path)
 		if err != nil {
 			return err
 		}
 		return os.WriteFile(filepath.Join(dir, strings.ReplaceAll(path, "/", "_")), data, 0o644)
 	})
 	if err != nil {
-		t.Fatalf("writing out crds.FS: %v", err)
+		t.Fatalf("writing out the CRDs: %v", err)
 	}
 	if out, err := c.Kubectl("apply", "--server-side", "-f", dir); err != nil {
 		t.Fatalf("installing the CRDs: %v\n%s", err, out)

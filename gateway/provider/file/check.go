@@ -25,8 +25,9 @@ type fieldError struct {
 	msg  string
 }
 
-// checkTree walks v, a document decoded generically from JSON (objects as
-// map[string]any, numbers as json.Number), against the Go type t and reports
+// checkTree walks v, a document of a core kind (custom resources are checked
+// against their CRDs instead, crd.go) decoded generically from JSON (objects
+// as map[string]any, numbers as json.Number), against the Go type t and reports
 // every unknown field and every value of the wrong type, each with its JSON
 // path. It accepts exactly what the strict decoder accepts, and names field
 // keys case-sensitively as the Kubernetes API server does.

@@ -15,6 +15,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 	sigsyaml "sigs.k8s.io/yaml"
@@ -53,8 +56,15 @@ var kinds = map[string]func() any{
 // document, and where known the object and the JSON path of the field.
 // Objects without a namespace get "default", as kubectl apply would. An object
 // already in res (same kind, namespace and name) is reported as a duplicate
-// naming both places, and the new copy is skipped. ParseBytes only decodes:
-// Validate checks the decoded objects.
+// naming both places, and the new copy is skipped.
+//
+// A custom resource (a Gateway API kind, a policy, GatewayClassConfig) is
+// decoded as the API server decodes it on create with fieldValidation=Strict
+// (crd.go): an unknown field refuses the document, and the defaults of its
+// CRD are applied, so the object is what a cluster would store. Its checked
+// form is kept in res.Content for Validate. Core kinds are decoded strictly
+// into their Go types. ParseBytes does not validate what decodes: Validate
+// does.
 func ParseBytes(name string, data []byte, res *resource.Resources) []resource.Problem {
 	if res.Sources == nil {
 		res.Sources = map[resource.ObjectKey]resource.Source{}
@@ -175,29 +185,123 @@ func decodeDoc(d document, src resource.Source, res *resource.Resources) []resou
 	if !ok {
 		return fail(key, "kind", "unknown kind %q of apiVersion %q", kind, apiVersion)
 	}
-	into := newObj()
-	var errs []fieldError
-	checkTree(tree, reflect.TypeOf(into), "", &errs)
-	if len(errs) > 0 {
-		var problems []resource.Problem
-		for _, e := range errs {
-			problems = append(problems, resource.Problem{Source: src, Object: key, Field: e.path, Msg: e.msg})
-		}
-		return problems
-	}
 	if name == "" {
 		return fail(key, "metadata.name", "missing: every object must have a name")
 	}
-	if err := sigsyaml.UnmarshalStrict(d.data, into); err != nil {
-		// checkTree accepts what the decoder accepts; this is a fallback.
-		return fail(key, "", "decoding: %v", err)
+	gvk := schema.FromAPIVersionAndKind(apiVersion, kind)
+	into := newObj()
+	var content map[string]any
+	if coreKinds[gvk] {
+		var errs []fieldError
+		checkTree(tree, reflect.TypeOf(into), "", &errs)
+		if len(errs) > 0 {
+			var problems []resource.Problem
+			for _, e := range errs {
+				problems = append(problems, resource.Problem{Source: src, Object: key, Field: e.path, Msg: e.msg})
+			}
+			return problems
+		}
+		if err := sigsyaml.UnmarshalStrict(d.data, into); err != nil {
+			// checkTree accepts what the decoder accepts; this is a fallback.
+			return fail(key, "", "decoding: %v", err)
+		}
+	} else {
+		var problems []resource.Problem
+		if content, problems = decodeCustomResource(obj, gvk, key, src, into); len(problems) > 0 {
+			return problems
+		}
 	}
 	if prev, dup := res.Sources[key]; dup {
 		return fail(key, "", "duplicate: the same object is also defined at %s; this copy is ignored", prev)
 	}
 	add(res, key, into)
 	res.Sources[key] = src
+	if content != nil {
+		if res.Content == nil {
+			res.Content = map[resource.ObjectKey]map[string]any{}
+		}
+		res.Content[key] = content
+	}
 	return nil
+}
+
+// coreKinds are the kinds of Kubernetes itself (no CRD): they are decoded
+// into their Go types and checked by hand (Validate).
+var coreKinds = map[schema.GroupVersionKind]bool{
+	{Version: "v1", Kind: "Service"}:                                  true,
+	{Group: "discovery.k8s.io", Version: "v1", Kind: "EndpointSlice"}: true,
+	{Version: "v1", Kind: "Secret"}:                                   true,
+	{Version: "v1", Kind: "Namespace"}:                                true,
+}
+
+// decodeCustomResource decodes obj, a custom resource, as the API server does
+// on create with fieldValidation=Strict: unknown fields are errors, defaults
+// are applied, a cluster-scoped object loses its namespace and a namespaced
+// one gets key's. It returns the object as the API server would validate
+// it, for Validate, and fills into, the object's Go type.
+func decodeCustomResource(obj map[string]any, gvk schema.GroupVersionKind, key resource.ObjectKey, src resource.Source, into any) (map[string]any, []resource.Problem) {
+	fail := func(field, format string, args ...any) []resource.Problem {
+		return []resource.Problem{{Source: src, Object: key, Field: field, Msg: fmt.Sprintf(format, args...)}}
+	}
+	crd, err := crdSchemas.lookup(gvk)
+	switch {
+	case err != nil:
+		return nil, fail("", "reading the CRD of %s: %v", gvk.Kind, err)
+	case crd == nil:
+		return nil, fail("apiVersion", "no CRD serves %s in version %s", gvk.Kind, gvk.GroupVersion())
+	}
+	content := unstructuredNumbers(obj).(map[string]any)
+	unknown, err := crd.decode(content)
+	if err != nil {
+		return nil, fail("metadata", "decoding: %v", err)
+	}
+	u := &unstructured.Unstructured{Object: content}
+	u.SetNamespace(key.Namespace)
+	var problems []resource.Problem
+	for _, path := range unknown {
+		problems = append(problems, resource.Problem{Source: src, Object: key, Field: path, Msg: "unknown field"})
+	}
+	err = runtime.DefaultUnstructuredConverter.FromUnstructured(content, into)
+	if len(problems) > 0 || err != nil {
+		// Refused: unknown fields (the API server stops there under
+		// fieldValidation=Strict), or a value of the wrong type for the Go
+		// type. The rest of the object's problems are said as well, in the
+		// API server's words, so that one pass shows them all.
+		for _, e := range crd.validate(content) {
+			problems = append(problems, fieldProblem(src, key, e))
+		}
+		if len(problems) == 0 {
+			problems = fail("", "decoding: %v", err)
+		}
+		return nil, problems
+	}
+	return content, nil
+}
+
+// unstructuredNumbers turns the json.Numbers of a decoded document into
+// int64 or float64, as the API server's JSON decoding of an unstructured
+// object does (k8s.io/apimachinery/pkg/util/json). It changes maps and
+// slices in place.
+func unstructuredNumbers(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			v[k] = unstructuredNumbers(e)
+		}
+	case []any:
+		for i, e := range v {
+			v[i] = unstructuredNumbers(e)
+		}
+	case json.Number:
+		if i, err := v.Int64(); err == nil {
+			return i
+		}
+		if f, err := v.Float64(); err == nil {
+			return f
+		}
+		return string(v)
+	}
+	return v
 }
 
 func namespaced(kind string) bool {
