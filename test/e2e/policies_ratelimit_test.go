@@ -302,8 +302,15 @@ func TestRateLimitMeshWide(t *testing.T) {
 		if fo > 0 {
 			t.Logf("%d requests failed open (admitted uncounted)", fo)
 		}
+		// A request let through uncounted was not decided by the service, so
+		// it carries no RateLimit headers; every other one does.
+		uncounted := 0
 		for _, r := range rs {
 			h := r.headers
+			if r.code == 200 && h.Get("RateLimit-Limit") == "" && uncounted < fo {
+				uncounted++
+				continue
+			}
 			if h.Get("RateLimit-Limit") != "100" {
 				t.Fatalf("status %d: RateLimit-Limit %q, want 100", r.code, h.Get("RateLimit-Limit"))
 			}
@@ -321,11 +328,16 @@ func TestRateLimitMeshWide(t *testing.T) {
 		}
 	})
 	t.Run("SlidingWindow 100/Minute", func(t *testing.T) {
+		fo0 := failedOpen()
 		ok, _ := rlCount(t, rlInOneMinute(t, func(hdr map[string]string) []rlResult {
 			return rlBurst(c, []string{a + "/sliding", b + "/sliding"}, 1000, hdr)
 		}))
-		if ok < 99 || ok > 101 {
-			t.Fatalf("admitted %d, want 100 ± 1 %%", ok)
+		fo := failedOpen() - fo0
+		if fo > 10 {
+			t.Fatalf("%d of 1 000 requests failed open", fo)
+		}
+		if ok < 99 || ok > 101+fo {
+			t.Fatalf("admitted %d with %d failed open, want 100 ± 1 %% on top of those", ok, fo)
 		}
 	})
 	t.Run("Distinct keys count separately", func(t *testing.T) {
