@@ -291,13 +291,15 @@ func TestRateLimitMeshWide(t *testing.T) {
 		fo := failedOpen() - fo0
 		ok, limited := rlCount(t, rs)
 		// Every counted request is decided exactly; a request let through
-		// uncounted is admitted on top of the 100. More than 1 % of them
-		// would be a fault, not a busy machine.
+		// on a failure is admitted on top of the 100, unless the store
+		// counted it all the same (a Redis call that finished after its
+		// deadline had passed), when it took one of the 100. More than 1 %
+		// of them would be a fault, not a busy machine.
 		if fo > 10 {
 			t.Fatalf("%d of 1 000 requests failed open", fo)
 		}
-		if ok != 100+fo || limited != 900-fo {
-			t.Fatalf("admitted %d, limited %d, failed open %d; want exactly %d and %d", ok, limited, fo, 100+fo, 900-fo)
+		if ok < 100 || ok > 100+fo || ok+limited != 1000 {
+			t.Fatalf("admitted %d, limited %d, failed open %d; want 100 to %d admitted and the rest limited", ok, limited, fo, 100+fo)
 		}
 		if fo > 0 {
 			t.Logf("%d requests failed open (admitted uncounted)", fo)
