@@ -12,6 +12,7 @@ import (
 
 // The objects of the validation benchmarks: a typical HTTPRoute (two
 // parents, three rules with matches, a filter, weighted backends), a
+// one-rule HTTPRoute (one of a folder of many small routes), a
 // Gateway with an HTTP and an HTTPS listener, and a RateLimitPolicy with a
 // global and a local rule.
 const (
@@ -37,6 +38,15 @@ spec:
     filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplaceFullPath, replaceFullPath: /auth/login}}}]
     backendRefs: [{name: auth, port: 8080}]
   - backendRefs: [{name: web, port: 80}]
+`
+	benchHTTPRoute1Rule = `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r00000, namespace: default}
+spec:
+  parentRefs: [{name: quickstart, sectionName: http}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /r/00000}}]
+    backendRefs: [{name: demo-v1, port: 80}]
 `
 	benchGateway = `apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
@@ -79,6 +89,7 @@ spec:
 func BenchmarkValidate(b *testing.B) {
 	for _, bc := range []struct{ name, doc string }{
 		{"HTTPRoute", benchHTTPRoute},
+		{"HTTPRoute1Rule", benchHTTPRoute1Rule},
 		{"Gateway", benchGateway},
 		{"RateLimitPolicy", benchRateLimitPolicy},
 	} {

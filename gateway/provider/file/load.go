@@ -5,11 +5,15 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	policyv1alpha1 "github.com/sekisho/sekisho/crds/policy/v1alpha1"
 	"github.com/sekisho/sekisho/gateway/resource"
@@ -28,16 +32,18 @@ func Load(dir string) (*resource.Resources, []resource.Problem, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var results []*fileResult
+	var names []string
+	var datas [][]byte
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			problems = append(problems, resource.Problem{Source: resource.Source{File: f}, Msg: fmt.Sprintf("reading file: %v", err)})
 			continue
 		}
-		results = append(results, loadFile(f, data))
+		names, datas = append(names, f), append(datas, data)
 	}
-	res, more := merge(results)
+	// the results are Load's alone: merge need not copy their objects
+	res, more := mergeFiles(loadFiles(names, datas), false)
 	return res, append(problems, more...), nil
 }
 
@@ -114,9 +120,79 @@ type entry struct {
 // loadFile decodes and validates one file.
 func loadFile(name string, data []byte) *fileResult {
 	res := &resource.Resources{}
-	r := &fileResult{file: name}
-	r.problems = ParseBytes(name, data, res)
-	r.problems = append(r.problems, Validate(res)...)
+	problems := ParseBytes(name, data, res)
+	return fileVerdict(name, res, append(problems, Validate(res)...))
+}
+
+// loadFiles is loadFile of each file, with the same results, but the
+// documents of all the files are decoded and checked against their CRDs
+// concurrently, by GOMAXPROCS workers; the rest (duplicates within a file,
+// sekisho's own rules, the order of problems) is done file by file, in
+// document order, as loadFile does.
+func loadFiles(names []string, datas [][]byte) []*fileResult {
+	type job struct {
+		file int
+		src  resource.Source
+		doc  document
+		dec  decoded
+	}
+	var jobs []job
+	for i, name := range names {
+		for j, d := range splitDocuments(datas[i]) {
+			jobs = append(jobs, job{file: i, src: resource.Source{File: name, Doc: j}, doc: d})
+		}
+	}
+	parallel(len(jobs), func(i int) {
+		j := &jobs[i]
+		if j.doc.badSeparator == "" {
+			j.dec = decodeDocument(j.doc, j.src)
+			j.dec.check()
+		}
+		j.doc.data = nil
+	})
+	out := make([]*fileResult, len(names))
+	for i, name := range names {
+		res := &resource.Resources{Sources: map[resource.ObjectKey]resource.Source{}}
+		checked := map[resource.ObjectKey]field.ErrorList{}
+		var problems []resource.Problem
+		for len(jobs) > 0 && jobs[0].file == i {
+			j := &jobs[0]
+			if j.doc.badSeparator != "" {
+				problems = append(problems, separatorProblem(j.src, j.doc))
+			} else {
+				more := j.dec.commit(res, j.src)
+				if more == nil && j.dec.checked {
+					checked[j.dec.key] = j.dec.crdErrs
+				}
+				problems = append(problems, more...)
+			}
+			jobs[0] = job{} // let the garbage collector have what it held
+			jobs = jobs[1:]
+		}
+		out[i] = fileVerdict(name, res, append(problems, validate(res, checked)...))
+	}
+	return out
+}
+
+// parallel calls f(0), ..., f(n-1) on GOMAXPROCS goroutines and returns
+// when every call has.
+func parallel(n int, f func(int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), n) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f(i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// fileVerdict is the result of one file from its decoded objects and all
+// its problems.
+func fileVerdict(name string, res *resource.Resources, problems []resource.Problem) *fileResult {
+	r := &fileResult{file: name, problems: problems}
 	rejected := map[resource.ObjectKey]bool{}
 	for _, p := range r.problems {
 		if !p.Warning {
@@ -174,7 +250,15 @@ func asObjects[T metav1.Object](objs []T) []metav1.Object {
 // that an earlier file (or document) already defined is reported, naming
 // both places, and left out. The problems of every file come first, then
 // the duplicates.
+// Each object is a copy: a watcher hands out the same last-good objects
+// again.
 func merge(files []*fileResult) (*resource.Resources, []resource.Problem) {
+	return mergeFiles(files, true)
+}
+
+// mergeFiles is merge, copying the objects or not: a caller that owns the
+// results, as Load does, needs no copies.
+func mergeFiles(files []*fileResult, copyObjects bool) (*resource.Resources, []resource.Problem) {
 	res := &resource.Resources{Sources: map[resource.ObjectKey]resource.Source{}}
 	var problems, dups []resource.Problem
 	for _, f := range files {
@@ -185,8 +269,11 @@ func merge(files []*fileResult) (*resource.Resources, []resource.Problem) {
 					Msg: fmt.Sprintf("duplicate: the same object is also defined at %s; this copy is ignored", prev)})
 				continue
 			}
-			// a copy: a watcher hands out the same last-good objects again
-			add(res, e.key, e.obj.(runtime.Object).DeepCopyObject())
+			obj := e.obj
+			if copyObjects {
+				obj = e.obj.(k8sruntime.Object).DeepCopyObject().(metav1.Object)
+			}
+			add(res, e.key, obj)
 			res.Sources[e.key] = e.src
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 	sigsyaml "sigs.k8s.io/yaml"
@@ -73,13 +74,18 @@ func ParseBytes(name string, data []byte, res *resource.Resources) []resource.Pr
 	for i, d := range splitDocuments(data) {
 		src := resource.Source{File: name, Doc: i}
 		if d.badSeparator != "" {
-			problems = append(problems, resource.Problem{Source: src,
-				Msg: fmt.Sprintf("invalid YAML document separator at line %d: only a comment may follow \"---\", got %q", d.line, d.badSeparator)})
+			problems = append(problems, separatorProblem(src, d))
 			continue
 		}
-		problems = append(problems, decodeDoc(d, src, res)...)
+		dec := decodeDocument(d, src)
+		problems = append(problems, dec.commit(res, src)...)
 	}
 	return problems
+}
+
+func separatorProblem(src resource.Source, d document) resource.Problem {
+	return resource.Problem{Source: src,
+		Msg: fmt.Sprintf("invalid YAML document separator at line %d: only a comment may follow \"---\", got %q", d.line, d.badSeparator)}
 }
 
 // document is one YAML document of a file.
@@ -142,9 +148,28 @@ func yamlError(err error, firstLine int) string {
 	return "malformed YAML: " + strings.TrimPrefix(msg, "yaml: ")
 }
 
-func decodeDoc(d document, src resource.Source, res *resource.Resources) []resource.Problem {
-	fail := func(key resource.ObjectKey, field, format string, args ...any) []resource.Problem {
-		return []resource.Problem{{Source: src, Object: key, Field: field, Msg: fmt.Sprintf(format, args...)}}
+// decoded is what decoding one document gives, before it joins a
+// Resources (commit). Decoding a document (decodeDocument) reads nothing
+// shared but the CRD validators, so documents can be decoded concurrently.
+type decoded struct {
+	key resource.ObjectKey
+	// obj is the decoded object, nil when the document has problems or is
+	// only comments.
+	obj any
+	// content is a custom resource's checked form (decodeCustomResource),
+	// kept in Resources.Content for Validate; nil once checked is set.
+	content map[string]any
+	// checked says that crdErrs holds what validating content against its
+	// CRD gives (crdVersion.validate), so that Validate need not do it again.
+	checked  bool
+	crdErrs  field.ErrorList
+	problems []resource.Problem
+}
+
+// decodeDocument decodes one document of a file; see ParseBytes.
+func decodeDocument(d document, src resource.Source) decoded {
+	fail := func(key resource.ObjectKey, field, format string, args ...any) decoded {
+		return decoded{key: key, problems: []resource.Problem{{Source: src, Object: key, Field: field, Msg: fmt.Sprintf(format, args...)}}}
 	}
 	js, err := sigsyaml.YAMLToJSONStrict(d.data)
 	if err != nil {
@@ -157,7 +182,7 @@ func decodeDoc(d document, src resource.Source, res *resource.Resources) []resou
 		return fail(resource.ObjectKey{}, "", "malformed YAML: %v", err)
 	}
 	if tree == nil {
-		return nil // a document of comments only
+		return decoded{} // a document of comments only
 	}
 	obj, ok := tree.(map[string]any)
 	if !ok {
@@ -199,7 +224,7 @@ func decodeDoc(d document, src resource.Source, res *resource.Resources) []resou
 			for _, e := range errs {
 				problems = append(problems, resource.Problem{Source: src, Object: key, Field: e.path, Msg: e.msg})
 			}
-			return problems
+			return decoded{key: key, problems: problems}
 		}
 		if err := sigsyaml.UnmarshalStrict(d.data, into); err != nil {
 			// checkTree accepts what the decoder accepts; this is a fallback.
@@ -208,19 +233,42 @@ func decodeDoc(d document, src resource.Source, res *resource.Resources) []resou
 	} else {
 		var problems []resource.Problem
 		if content, problems = decodeCustomResource(obj, gvk, key, src, into); len(problems) > 0 {
-			return problems
+			return decoded{key: key, problems: problems}
 		}
 	}
-	if prev, dup := res.Sources[key]; dup {
-		return fail(key, "", "duplicate: the same object is also defined at %s; this copy is ignored", prev)
+	return decoded{key: key, obj: into, content: content}
+}
+
+// check validates a decoded custom resource against its CRD now, as
+// Validate would, and drops its content, which is no longer needed.
+func (d *decoded) check() {
+	if d.content == nil {
+		return
 	}
-	add(res, key, into)
-	res.Sources[key] = src
-	if content != nil {
+	apiVersion, _ := d.content["apiVersion"].(string)
+	crd, err := crdSchemas.lookup(schema.FromAPIVersionAndKind(apiVersion, d.key.Kind))
+	if err != nil || crd == nil {
+		return // Validate says so
+	}
+	d.crdErrs, d.checked, d.content = crd.validate(d.content), true, nil
+}
+
+// commit adds a decoded document to res, unless it had problems or res
+// already has the same object, and returns its problems.
+func (d *decoded) commit(res *resource.Resources, src resource.Source) []resource.Problem {
+	if len(d.problems) > 0 || d.obj == nil {
+		return d.problems
+	}
+	if prev, dup := res.Sources[d.key]; dup {
+		return []resource.Problem{{Source: src, Object: d.key, Msg: fmt.Sprintf("duplicate: the same object is also defined at %s; this copy is ignored", prev)}}
+	}
+	add(res, d.key, d.obj)
+	res.Sources[d.key] = src
+	if d.content != nil {
 		if res.Content == nil {
 			res.Content = map[resource.ObjectKey]map[string]any{}
 		}
-		res.Content[key] = content
+		res.Content[d.key] = d.content
 	}
 	return nil
 }

@@ -38,7 +38,13 @@ import (
 // that do not stop the object from being used have Warning set. Validate does
 // not change res.
 func Validate(res *resource.Resources) []resource.Problem {
-	v := &validator{res: res}
+	return validate(res, nil)
+}
+
+// validate is Validate, with the CRD validation of some custom resources
+// already done (decoded.check), by key.
+func validate(res *resource.Resources, checked map[resource.ObjectKey]field.ErrorList) []resource.Problem {
+	v := &validator{res: res, checked: checked}
 	for _, o := range res.GatewayClasses {
 		v.custom(o, "GatewayClass", nil)
 	}
@@ -80,6 +86,7 @@ func Validate(res *resource.Resources) []resource.Problem {
 
 type validator struct {
 	res      *resource.Resources
+	checked  map[resource.ObjectKey]field.ErrorList
 	key      resource.ObjectKey
 	src      resource.Source
 	problems []resource.Problem
@@ -106,6 +113,13 @@ func (v *validator) at(o metav1.Object, kind string) {
 // create, then calls sekisho, if any, for sekisho's own rules.
 func (v *validator) custom(o runtime.Object, kind string, sekisho func()) {
 	v.at(o.(metav1.Object), kind)
+	if errs, ok := v.checked[v.key]; ok {
+		v.crdProblems(errs)
+		if sekisho != nil {
+			sekisho()
+		}
+		return
+	}
 	obj := v.res.Content[v.key]
 	if obj == nil {
 		// not decoded by ParseBytes: the object's own fields
@@ -126,11 +140,15 @@ func (v *validator) custom(o runtime.Object, kind string, sekisho func()) {
 		v.errf("apiVersion", "no CRD serves %s in version %q", kind, apiVersion)
 		return
 	}
-	for _, e := range crd.validate(obj) {
-		v.problems = append(v.problems, fieldProblem(v.src, v.key, e))
-	}
+	v.crdProblems(crd.validate(obj))
 	if sekisho != nil {
 		sekisho()
+	}
+}
+
+func (v *validator) crdProblems(errs field.ErrorList) {
+	for _, e := range errs {
+		v.problems = append(v.problems, fieldProblem(v.src, v.key, e))
 	}
 }
 

@@ -137,6 +137,8 @@ func (w *Watcher) rescan() error {
 	}
 	changed := !w.started || len(listProblems) > 0
 	present := map[string]bool{}
+	var changedPaths []string
+	var changedData [][]byte
 	for _, p := range paths {
 		data, err := os.ReadFile(p)
 		if err != nil {
@@ -150,7 +152,10 @@ func (w *Watcher) rescan() error {
 		}
 		changed = true
 		w.data[p] = data
-		w.files[p] = loadFile(p, data)
+		changedPaths, changedData = append(changedPaths, p), append(changedData, data)
+	}
+	for i, r := range loadFiles(changedPaths, changedData) {
+		w.files[changedPaths[i]] = r
 	}
 	for p := range w.data {
 		if !present[p] {
