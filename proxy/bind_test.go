@@ -51,10 +51,18 @@ func bindFixture(t *testing.T) (s *xdsclient.Snapshot, held net.Listener, rt *Ru
 	other.Name = "default/eg/other"
 	s.Listeners["default/eg/other"] = other
 	s.Listeners["default/eg/http"].Address.GetSocketAddress().PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: uint32(port)}
-	served = make(chan struct{}, 4)
 	logs = &syncLog{}
-	rt = New(Options{
-		Registerer: prometheus.NewRegistry(), Gateway: "default/eg", Logger: slog.New(slog.NewTextHandler(logs, nil)),
+	rt, served = bindRuntime(t, slog.New(slog.NewTextHandler(logs, nil)))
+	return s, held, rt, served, logs
+}
+
+// bindRuntime is a Runtime that retries binds quickly and tells served each
+// time its listeners all serve; it is closed when the test ends.
+func bindRuntime(t *testing.T, log *slog.Logger) (*Runtime, chan struct{}) {
+	t.Helper()
+	served := make(chan struct{}, 4)
+	rt := New(Options{
+		Registerer: prometheus.NewRegistry(), Gateway: "default/eg", Logger: log,
 		BindRetry: 20 * time.Millisecond, OnListenersServe: func() { served <- struct{}{} },
 	})
 	t.Cleanup(func() {
@@ -62,7 +70,7 @@ func bindFixture(t *testing.T) (s *xdsclient.Snapshot, held net.Listener, rt *Ru
 		defer cancel()
 		_ = rt.Close(ctx)
 	})
-	return s, held, rt, served, logs
+	return rt, served
 }
 
 func wantUnbound(t *testing.T, err error, addr string) {
@@ -168,16 +176,7 @@ func TestUnboundListenerKeepsItsFilters(t *testing.T) {
 	defer held.Close()
 	addr := held.Addr().String()
 	s.Listeners["default/eg/http"].Address.GetSocketAddress().PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: uint32(held.Addr().(*net.TCPAddr).Port)}
-	served := make(chan struct{}, 4)
-	rt := New(Options{
-		Registerer: prometheus.NewRegistry(), Gateway: "default/eg", Logger: slog.New(slog.DiscardHandler),
-		BindRetry: 20 * time.Millisecond, OnListenersServe: func() { served <- struct{}{} },
-	})
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = rt.Close(ctx)
-	})
+	rt, served := bindRuntime(t, slog.New(slog.DiscardHandler))
 	wantUnbound(t, rt.Apply(s), addr)
 	held.Close()
 	select {
