@@ -145,3 +145,21 @@ func forCluster(b ext.BuildContext, name string) (*Client, error) {
 	b.WatchCluster(name, func(cl ext.Cluster) { c.SetEndpoints(cl.Endpoints) })
 	return c, nil
 }
+
+// Outcomes are the counters of a filter that calls a service: its calls by
+// result (allowed, denied, error) in a family labelled "result", and the
+// requests it let through because the call failed.
+type Outcomes struct {
+	Allowed, Denied, Errored, FailedOpen ext.Counter
+}
+
+// NewOutcomes takes a filter's Outcomes from the families it declared:
+// calls (labelled "result") and failedOpen.
+func NewOutcomes(b ext.BuildContext, calls, failedOpen string) Outcomes {
+	return Outcomes{
+		Allowed:    b.Counter(calls, "allowed"),
+		Denied:     b.Counter(calls, "denied"),
+		Errored:    b.Counter(calls, "error"),
+		FailedOpen: b.Counter(failedOpen),
+	}
+}

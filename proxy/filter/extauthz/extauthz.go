@@ -150,7 +150,7 @@ type filter struct {
 	config
 	log *slog.Logger
 
-	allowed, denied, errored, failedOpen ext.Counter
+	grpcclient.Outcomes
 }
 
 func build(cfg any, b ext.BuildContext) (ext.Filter, error) {
@@ -160,15 +160,12 @@ func build(cfg any, b ext.BuildContext) (ext.Filter, error) {
 		return nil, fmt.Errorf("grpc_service.%w", err)
 	}
 	return &filter{
-		name:       b.Name(),
-		client:     authv3.NewAuthorizationClient(client.Conn()),
-		timeout:    timeout,
-		config:     *c,
-		log:        b.Log(),
-		allowed:    b.Counter(checksTotal, "allowed"),
-		denied:     b.Counter(checksTotal, "denied"),
-		errored:    b.Counter(checksTotal, "error"),
-		failedOpen: b.Counter(failOpenTotal),
+		name:     b.Name(),
+		client:   authv3.NewAuthorizationClient(client.Conn()),
+		timeout:  timeout,
+		config:   *c,
+		log:      b.Log(),
+		Outcomes: grpcclient.NewOutcomes(b, checksTotal, failOpenTotal),
 	}, nil
 }
 
@@ -194,10 +191,10 @@ func (f *filter) OnRequest(rq *ext.Request, route any) ext.Status {
 		err = errErrorResponse
 	}
 	if err != nil {
-		f.errored.Inc()
+		f.Errored.Inc()
 		f.log.Debug("authorization check failed", "filter", f.name, "route", rq.Route, "error", err)
 		if f.failOpen {
-			f.failedOpen.Inc()
+			f.FailedOpen.Inc()
 			hdr := rq.HTTP.Header
 			hdr["X-Envoy-Auth-Failure-Mode-Allowed"] = append(hdr["X-Envoy-Auth-Failure-Mode-Allowed"], "true")
 			return ext.Continue
@@ -221,11 +218,11 @@ func (f *filter) OnRequest(rq *ext.Request, route any) ext.Status {
 		}
 	}
 	if resp.GetStatus().GetCode() == int32(codes.OK) {
-		f.allowed.Inc()
+		f.Allowed.Inc()
 		allowed(rq, resp.GetOkResponse())
 		return ext.Continue
 	}
-	f.denied.Inc()
+	f.Denied.Inc()
 	d := resp.GetDeniedResponse()
 	code := http.StatusForbidden
 	if c := int(d.GetStatus().GetCode()); c >= 200 && c <= 599 {

@@ -133,7 +133,7 @@ type filter struct {
 	config
 	log *slog.Logger
 
-	allowed, denied, errored, failedOpen ext.Counter
+	grpcclient.Outcomes
 }
 
 func build(cfg any, b ext.BuildContext) (ext.Filter, error) {
@@ -143,14 +143,11 @@ func build(cfg any, b ext.BuildContext) (ext.Filter, error) {
 		return nil, fmt.Errorf("rate_limit_service.grpc_service.%w", err)
 	}
 	return &filter{
-		name:       b.Name(),
-		client:     rlsv3.NewRateLimitServiceClient(client.Conn()),
-		config:     *c,
-		log:        b.Log(),
-		allowed:    b.Counter(checksTotal, "allowed"),
-		denied:     b.Counter(checksTotal, "denied"),
-		errored:    b.Counter(checksTotal, "error"),
-		failedOpen: b.Counter(failOpenTotal),
+		name:     b.Name(),
+		client:   rlsv3.NewRateLimitServiceClient(client.Conn()),
+		config:   *c,
+		log:      b.Log(),
+		Outcomes: grpcclient.NewOutcomes(b, checksTotal, failOpenTotal),
 	}, nil
 }
 
@@ -185,25 +182,25 @@ func (f *filter) OnRequest(rq *ext.Request, route any) ext.Status {
 	resp, err := f.client.ShouldRateLimit(ctx, &rlsv3.RateLimitRequest{Domain: f.domain, Descriptors: descs})
 	cancel()
 	if err != nil {
-		f.errored.Inc()
+		f.Errored.Inc()
 		f.log.Debug("rate limit service call failed", "filter", f.name, "route", rq.Route, "error", err)
 		if f.failClosed {
 			rq.Reply(f.statusOnError, "", nil)
 			return ext.Stop
 		}
-		f.failedOpen.Inc()
+		f.FailedOpen.Inc()
 		return ext.Continue
 	}
 	respOps := serviceHeaders(resp.GetResponseHeadersToAdd())
 	if resp.GetOverallCode() == rlsv3.RateLimitResponse_OVER_LIMIT {
-		f.denied.Inc()
+		f.Denied.Inc()
 		rq.Reply(http.StatusTooManyRequests, string(resp.GetRawBody()), func(h http.Header) {
 			ext.ApplyHeaderOps(h, respOps, false)
 			h["X-Envoy-Ratelimited"] = []string{"true"}
 		})
 		return ext.Stop
 	}
-	f.allowed.Inc()
+	f.Allowed.Inc()
 	ext.ApplyHeaderOps(rq.HTTP.Header, serviceHeaders(resp.GetRequestHeadersToAdd()), false)
 	rq.EditResponse(respOps)
 	return ext.Continue
