@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -331,8 +332,8 @@ func keepWhileDisconnected(set *status.Set, res *resource.Resources, pipe *contr
 			continue
 		}
 		keep := func(desired, written []metav1.Condition) {
-			d := status.FindCondition(desired, string(gwv1.GatewayConditionProgrammed))
-			w := status.FindCondition(written, string(gwv1.GatewayConditionProgrammed))
+			d := meta.FindStatusCondition(desired, string(gwv1.GatewayConditionProgrammed))
+			w := meta.FindStatusCondition(written, string(gwv1.GatewayConditionProgrammed))
 			if d != nil && w != nil && d.Reason == string(gwv1.GatewayReasonPending) &&
 				w.Status == metav1.ConditionTrue && w.ObservedGeneration == gw.Generation {
 				*d = *w

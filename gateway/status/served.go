@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -62,7 +63,7 @@ func (s *Set) WithServing(served map[types.NamespacedName]map[gwv1.SectionName]S
 		for i := range st.Listeners {
 			l := &st.Listeners[i]
 			sv, ok := listeners[l.Name]
-			c := FindCondition(l.Conditions, string(gwv1.ListenerConditionProgrammed))
+			c := meta.FindStatusCondition(l.Conditions, string(gwv1.ListenerConditionProgrammed))
 			if !ok || c == nil || c.Status != metav1.ConditionTrue {
 				continue
 			}
@@ -83,7 +84,7 @@ func (s *Set) WithServing(served map[types.NamespacedName]map[gwv1.SectionName]S
 			c.Message = sv.Message
 			msgs[name] = sv.Message
 		}
-		gc := FindCondition(st.Conditions, string(gwv1.GatewayConditionProgrammed))
+		gc := meta.FindStatusCondition(st.Conditions, string(gwv1.GatewayConditionProgrammed))
 		if gc == nil || gc.Status != metav1.ConditionTrue {
 			continue
 		}
@@ -115,14 +116,4 @@ func listenersMessage(what string, names []string, msgs map[string]string) strin
 		noun = "Listeners"
 	}
 	return fmt.Sprintf("%s %s %s: %s", noun, strings.Join(quoted, ", "), what, msgs[names[0]])
-}
-
-// FindCondition returns the condition of type typ in conds, or nil.
-func FindCondition(conds []metav1.Condition, typ string) *metav1.Condition {
-	for i := range conds {
-		if conds[i].Type == typ {
-			return &conds[i]
-		}
-	}
-	return nil
 }

@@ -3,6 +3,7 @@ package status
 import (
 	"testing"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -77,7 +78,7 @@ func TestWithServing(t *testing.T) {
 			out := in.WithServing(map[types.NamespacedName]map[gwv1.SectionName]Serving{Key("default", "gw"): tc.served})
 			st := out.Gateways[Key("default", "gw")]
 			check := func(what string, conds []metav1.Condition, w want) {
-				c := FindCondition(conds, "Programmed")
+				c := meta.FindStatusCondition(conds, "Programmed")
 				if c == nil || string(c.Status) != w.status || c.Reason != w.reason || c.Message != w.message {
 					t.Errorf("%s Programmed = %+v, want %+v", what, c, w)
 				}
@@ -87,7 +88,7 @@ func TestWithServing(t *testing.T) {
 				check("listener "+string(l.Name), l.Conditions, tc.listeners[string(l.Name)])
 			}
 			// The input is not modified.
-			if c := FindCondition(in.Gateways[Key("default", "gw")].Listeners[0].Conditions, "Programmed"); c.Status != metav1.ConditionTrue {
+			if c := meta.FindStatusCondition(in.Gateways[Key("default", "gw")].Listeners[0].Conditions, "Programmed"); c.Status != metav1.ConditionTrue {
 				t.Errorf("input changed: %+v", c)
 			}
 		})
