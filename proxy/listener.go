@@ -35,7 +35,7 @@ func compileListener(l *listenerv3.Listener, tables map[string]*router.Table, se
 	}
 	lc := &listenerConfig{
 		name:     l.GetName(),
-		addr:     joinHostPort(sa.GetAddress(), sa.GetPortValue()),
+		addr:     listenerAddr(l),
 		sniExact: map[string]*chainConfig{},
 	}
 	for i, lf := range l.GetListenerFilters() {
